@@ -1,0 +1,262 @@
+"""The ``taskfit`` command line.
+
+User errors (every :class:`TaskfitError`) print their message without a traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from taskfit.errors import TaskfitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="taskfit: fine-tune a pretrained model on your own data, measured and reported.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _offline_defaults() -> None:
+    # Nothing is fetched at run time unless the user opts in by setting HF_HUB_OFFLINE=0.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class BarProgress:
+    """Training progress as a rich bar with steps, loss, samples/s and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=console, transient=False)
+        self.task_id: Any = None
+
+    def start(self, total_steps: int, done_steps: int) -> None:
+        self.bar.start()
+        self.task_id = self.bar.add_task("train", total=total_steps, completed=done_steps, info="")
+
+    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
+        self.bar.update(self.task_id, completed=step,
+                        info=f"loss {loss:.4f}  lr {lr:.2e}  {samples_per_s:.0f} samples/s")
+
+    def evaluated(self, record: dict[str, Any]) -> None:
+        parts = [f"{k.removeprefix('valid_')} {v:.4f}" for k, v in record.items() if k.startswith("valid_")]
+        self.bar.console.print(f"  step {record['step']} (epoch {record['epoch']:.2f}) valid: " + ", ".join(parts))
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def _fail(e: TaskfitError) -> None:
+    err_console.print(f"[bold red]error:[/] {type(e).__name__}: ", end="", highlight=False)
+    err_console.print(str(e), markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def _print_run(summary: Any) -> None:
+    from taskfit.evaluate import render_history, render_metrics
+
+    render_history(console, summary.train.history)
+    shown = summary.test_metrics or summary.valid_metrics
+    render_metrics(console, shown, "test" if summary.test_metrics else "validation")
+    t = summary.train
+    console.print(f"\n[bold]run directory:[/] {summary.run_dir}\n[bold]report:[/] {summary.report}")
+    console.print(f"trained {t.steps} steps in {t.train_seconds:.1f} s ({t.samples_per_s:.0f} samples/s, "
+                  f"{t.precision} on {t.device})")
+    if summary.test_metrics:
+        m = summary.test_metrics
+        console.print(f"[bold green]test accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}[/]")
+
+
+@app.command()
+def train(
+    recipe: Path | None = typer.Argument(None, help="Recipe YAML file."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. train.lr=3e-5 method.r=4"),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+) -> None:
+    """Fine-tune as the recipe says (or resume a run), then evaluate and write the report."""
+    _offline_defaults()
+    from taskfit.config import load_recipe
+    from taskfit.pipeline import train_recipe
+
+    try:
+        if resume is not None:
+            summary = train_recipe(resume_dir=resume, progress=BarProgress())
+        elif recipe is None:
+            raise typer.BadParameter("give a recipe file, or --resume RUN_DIR")
+        else:
+            summary = train_recipe(load_recipe(recipe, overrides or []), progress=BarProgress())
+    except TaskfitError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        err_console.print("\ninterrupted; the last checkpoint is kept. Continue with "
+                          "`taskfit train --resume RUN_DIR`.")
+        raise typer.Exit(130) from None
+    _print_run(summary)
+
+
+@app.command()
+def validate(
+    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides."),
+) -> None:
+    """Check a recipe, its files, columns, labels and model without training; report every problem at once."""
+    _offline_defaults()
+    from taskfit.validate import validate_recipe
+
+    try:
+        report = validate_recipe(recipe, overrides or [])
+    except TaskfitError as e:
+        _fail(e)
+    for issue in report["issues"]:
+        rows = ", ".join(map(str, issue["rows"][:10]))
+        console.print(f"[yellow]{issue['severity']}[/] {issue['message']}" + (f" (rows {rows})" if rows else ""),
+                      highlight=False)
+    console.print(f"[bold green]ok[/]: {report['summary']}", highlight=False)
+
+
+@app.command()
+def demo(
+    dataset: str = typer.Option("bbc_news", help="Packaged dataset: bbc_news (en) or zh_sentiment (zh)."),
+    rows: int | None = typer.Option(None, help="Use a sample of this many rows (default: all)."),
+    method: str = typer.Option("full", help="Tuning method: full, lora or frozen."),
+    epochs: float = typer.Option(2, help="Training epochs."),
+    out: Path = typer.Option(Path("runs"), help="Where to put the run directory."),
+) -> None:
+    """Fine-tune the packaged all-MiniLM-L6-v2 on a packaged real dataset and report."""
+    _offline_defaults()
+    from taskfit.config import parse_recipe
+    from taskfit.data.packaged import write_dataset
+    from taskfit.pipeline import train_recipe
+
+    try:
+        csv = write_dataset(dataset, out / "data" / f"{dataset}.csv", n=rows)
+        console.print(f"data: {csv}")
+        lr = {"full": 1e-4, "lora": 5e-4, "frozen": 2e-3}.get(method, 1e-4)
+        recipe = parse_recipe({"data": {"train": str(csv), "max_length": 128}, "method": {"name": method},
+                               "train": {"epochs": epochs, "lr": lr, "batch_size": 32},
+                               "output": {"dir": str(out), "name": f"demo-{dataset}-{method}", "overwrite": True}})
+        summary = train_recipe(recipe, progress=BarProgress())
+    except TaskfitError as e:
+        _fail(e)
+    _print_run(summary)
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory (or its model/ directory)."),
+    data: Path = typer.Option(..., "--data", help="Labelled file with the same columns as training."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+) -> None:
+    """Score a trained model on a labelled file."""
+    _offline_defaults()
+    from taskfit.evaluate import render_metrics
+    from taskfit.inference import Predictor
+    from taskfit.utils.io import atomic_write_json
+
+    try:
+        metrics = Predictor.load(run_dir).evaluate_file(data)
+    except TaskfitError as e:
+        _fail(e)
+    render_metrics(console, metrics, str(data))
+    if json_out:
+        atomic_write_json(json_out, metrics)
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory (or its model/ directory)."),
+    texts: list[str] | None = typer.Argument(None, help="Texts to classify."),
+    input: Path | None = typer.Option(None, "--input", help="File of texts (csv/tsv/jsonl/parquet, or .txt lines)."),
+    output: Path | None = typer.Option(None, "--output", help="Write JSONL predictions here (default stdout)."),
+    top_k: int = typer.Option(3, help="How many labels with probabilities to show."),
+) -> None:
+    """Predict labels with probabilities for texts given inline or in a file."""
+    _offline_defaults()
+    from taskfit.inference import Predictor
+    from taskfit.utils.io import atomic_write_text
+
+    try:
+        predictor = Predictor.load(run_dir)
+        items = list(texts or [])
+        if input is not None:
+            items += _read_texts(input, predictor.meta["text"])
+        if not items:
+            raise typer.BadParameter("give texts as arguments or --input FILE")
+        preds = predictor.predict(items, top_k=top_k)
+    except TaskfitError as e:
+        _fail(e)
+    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(items, preds, strict=True)]
+    if output:
+        atomic_write_text(output, "\n".join(lines) + "\n")
+        console.print(f"{len(lines)} predictions written to {output}")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _read_texts(path: Path, column: str) -> list[str]:
+    from taskfit.data.readers import read_table
+    from taskfit.errors import DataError
+
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise DataError("File not found.", source=path)
+        return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    df = read_table(path)
+    if column not in df.columns:
+        raise DataError(f"column {column!r} not found; available columns: {', '.join(map(str, df.columns))}.",
+                        source=path)
+    return [str(t) for t in df[column].tolist()]
+
+
+@app.command()
+def models() -> None:
+    """List the models available offline (packaged)."""
+    from taskfit.models import list_models
+
+    table = Table("name", "languages", "params", "size MB", "path")
+    for m in list_models():
+        table.add_row(m["name"], m["languages"], m["params"], m["size_mb"], m["path"])
+    console.print(table)
+
+
+@app.command()
+def schema(markdown: bool = typer.Option(False, help="Print the recipe reference as Markdown.")) -> None:
+    """Print the recipe's JSON schema (or its Markdown reference)."""
+    from taskfit.config import json_schema
+    from taskfit.docs import recipe_reference
+
+    sys.stdout.write(recipe_reference() if markdown else json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def dataset(
+    name: str = typer.Argument(..., help="bbc_news or zh_sentiment"),
+    dest: Path = typer.Argument(..., help="CSV file to write"),
+    rows: int | None = typer.Option(None, help="Random sample of this many rows."),
+) -> None:
+    """Write a packaged real dataset to a CSV (text,label) to try taskfit on."""
+    from taskfit.data.packaged import write_dataset
+
+    try:
+        write_dataset(name, dest, n=rows)
+    except TaskfitError as e:
+        _fail(e)
+    console.print(f"wrote {dest}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The recipe: one YAML file describing a run, validated by pydantic v2.
+
+Every field has a description (``taskfit schema`` exports the JSON schema, and the README's recipe
+reference is generated from it). Unknown keys and wrong types are reported all at once, each with its
+dotted path, the value seen and what was expected (with a "did you mean" for misspelt keys).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taskfit.errors import ConfigError
+from taskfit.methods import METHODS
+from taskfit.methods.frozen import FrozenConfig
+from taskfit.methods.full import FullConfig
+from taskfit.methods.lora import LoraConfigBlock
+
+# The discriminated union of method blocks; a new method adds its config class here.
+MethodBlock = Annotated[Union[FullConfig, FrozenConfig, LoraConfigBlock], Field(discriminator="name")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ChecksConfig(_Strict):
+    """What the data checks do with each finding: 'error' stops the run, 'warn' reports, 'drop' removes rows."""
+
+    empty_text: Literal["error", "warn", "drop"] = Field("drop", description="Rows whose text is empty.")
+    duplicates: Literal["error", "warn", "drop"] = Field(
+        "warn", description="Rows repeating an earlier (text, label) pair in the same file."
+    )
+    conflicting_labels: Literal["error", "warn", "drop"] = Field(
+        "error", description="The same text with different labels."
+    )
+    leakage: Literal["error", "warn", "ignore"] = Field(
+        "warn", description="Texts of valid/test that also appear in train."
+    )
+    imbalance_ratio: float = Field(
+        10.0, gt=1, description="Warn when the largest class is this many times the smallest."
+    )
+    min_class_count: int = Field(2, ge=1, description="Error when a training class has fewer rows.")
+
+
+class DataConfig(_Strict):
+    """Where the rows come from and which columns hold what."""
+
+    train: Path = Field(description="Training file: .csv, .tsv, .jsonl/.json or .parquet.")
+    valid: Path | None = Field(None, description="Validation file; if absent, split from train.")
+    test: Path | None = Field(None, description="Test file; if absent and test_fraction > 0, split from train.")
+    text: str = Field("text", description="Column with the input text.")
+    text_pair: str | None = Field(None, description="Optional second text column (sentence-pair tasks).")
+    label: str = Field("label", description="Column with the label.")
+    labels: list[str] | None = Field(
+        None, description="The label set in order; default: the sorted labels found in train."
+    )
+    valid_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out for validation.")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out for test.")
+    split_seed: int = Field(0, description="Seed of the stratified split.")
+    max_length: int = Field(128, ge=8, le=8192, description="Longer texts are truncated to this many tokens.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N rows of each file (quick runs).")
+    checks: ChecksConfig = Field(default_factory=ChecksConfig, description="Data quality checks.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.valid is None and self.valid_fraction == 0:
+            raise ValueError("no validation data: give data.valid or a data.valid_fraction > 0")
+        if self.valid_fraction + (0 if self.test else self.test_fraction) >= 0.9:
+            raise ValueError(
+                f"valid_fraction + test_fraction = {self.valid_fraction + self.test_fraction:g} leaves "
+                "under 10% of the data for training; lower them"
+            )
+        return self
+
+
+class ModelConfig(_Strict):
+    """The pretrained backbone."""
+
+    name: str = Field(
+        "all-MiniLM-L6-v2",
+        description="A packaged model name (see `taskfit models`), a local Hugging Face directory, "
+        "or a hub id (only when online).",
+    )
+
+
+class EarlyStopping(_Strict):
+    """Stop when the validation metric has not improved for `patience` evaluations."""
+
+    metric: str = Field("macro_f1", description="Validation metric to watch (accuracy, macro_f1, loss...).")
+    patience: int | None = Field(None, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as an improvement.")
+
+
+class TrainConfig(_Strict):
+    """The training loop."""
+
+    epochs: float = Field(3, gt=0, description="Passes over the training data (fractions allowed).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
+    lr: float = Field(5e-5, gt=0, lt=1, description="Peak learning rate of the backbone / adapters.")
+    head_lr: float | None = Field(None, gt=0, lt=1, description="Learning rate of the new head (default: lr).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (not on biases/norms).")
+    batch_size: int = Field(32, ge=1, description="Examples per batch (when batch_tokens is not set).")
+    batch_tokens: int | None = Field(
+        None, ge=16, description="Token budget per batch (padded length × rows); overrides batch_size."
+    )
+    grad_accum: int = Field(1, ge=1, description="Batches accumulated per optimiser step.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null turns it off.")
+    warmup: float = Field(0.06, ge=0, description="Warm-up: a fraction of all steps if < 1, else steps.")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="Decay after warm-up.")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto = bf16 autocast where the hardware does bf16 fast, else fp32."
+    )
+    seed: int = Field(0, description="Seed of initialisation, data order and dropout.")
+    eval_every: int | None = Field(None, ge=1, description="Evaluate every N steps (default: each epoch).")
+    checkpoint_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N steps.")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping, description="Early stopping.")
+    bucket_size: int = Field(
+        64, ge=1, description="Length bucketing: sort rows by length within windows of this many batches."
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+
+
+class OutputConfig(_Strict):
+    """Where the run directory goes."""
+
+    dir: Path = Field(Path("runs"), description="Parent directory of run directories.")
+    name: str | None = Field(None, description="Run name (default: <task>-<timestamp>).")
+    overwrite: bool = Field(False, description="Replace an existing run directory of the same name.")
+
+
+class Recipe(_Strict):
+    """A taskfit recipe."""
+
+    task: Literal["text_classification"] = Field(
+        "text_classification", description="What to learn; one of the registered tasks."
+    )
+    data: DataConfig = Field(description="Input data.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained backbone.")
+    method: MethodBlock = Field(default_factory=FullConfig, description="Tuning method (by name).")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Run directory.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_name(cls, v: Any) -> Any:
+        # Give the registry's "Available: ..." message instead of pydantic's tag error.
+        if isinstance(v, str):
+            v = {"name": v}
+        if isinstance(v, dict) and "name" in v and v["name"] not in METHODS:
+            raise ValueError(f"unknown method {v['name']!r}; available: {', '.join(METHODS.names())}")
+        return v
+
+    def to_yaml(self) -> str:
+        """The fully resolved recipe (defaults filled in) as YAML."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading, overrides and error formatting
+
+
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Return the pydantic model class holding the key at ``path`` (for "did you mean")."""
+    model: Any = Recipe
+    for part in path:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        model = next((c for c in candidates if issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("full", "frozen", "lora")))
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = sorted(parent.model_fields) if parent else []
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" Did you mean {guess[0]!r}?" if guess else ""
+        return f"{dotted}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+    if kind == "missing":
+        return f"{dotted}: required key is missing."
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{dotted}: {msg} (got {value!r})."
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if isinstance(child, str) and p == "method":
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[p] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML: ``3e-5``, ``true``, ``[a, b]``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Override {item!r} is not of the form key.path=value (e.g. train.lr=3e-5).")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file into a dict; a missing or malformed file is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Recipe file {str(path)!r} does not exist.")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Recipe file {str(path)!r} is not valid YAML: {e}") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"Recipe file {str(path)!r} must hold a mapping of keys, got {type(tree).__name__}.")
+    return tree
+
+
+def parse_recipe(tree: dict[str, Any], base_dir: str | Path | None = None) -> Recipe:
+    """Validate a recipe mapping; relative data paths resolve against ``base_dir``.
+
+    Raises:
+        ConfigError: listing every problem at once, each with its dotted path.
+    """
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as e:
+        problems = [_format_error(err) for err in e.errors()]  # type: ignore[arg-type]
+        raise ConfigError(f"The recipe has {len(problems)} problem(s):", problems) from None
+    if base_dir is not None:
+        base = Path(base_dir)
+        for key in ("train", "valid", "test"):
+            p = getattr(recipe.data, key)
+            if p is not None and not p.is_absolute() and not p.exists() and (base / p).exists():
+                setattr(recipe.data, key, base / p)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file."""
+    tree = apply_overrides(read_yaml(path), overrides or [])
+    return parse_recipe(tree, base_dir=Path(path).parent)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the recipe (for editors and the docs)."""
+    return Recipe.model_json_schema()

@@ -1,0 +1,217 @@
+"""One run, end to end: recipe → checked data → model + method → train → save → evaluate → report.
+
+Everything that can fail on user input (recipe, files, columns, labels, model name) fails here
+*before* the first training step. The run directory is laid out as in DESIGN.md::
+
+    runs/<name>/  recipe.yaml  metrics.jsonl  checkpoints/  model/  report.html  results.json  model_card.md
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taskfit import __version__
+from taskfit.config import Recipe, load_recipe
+from taskfit.data import Splits, load_splits
+from taskfit.errors import ConfigError
+from taskfit.evaluate import write_html_report
+from taskfit.methods import METHODS, count_trainable
+from taskfit.models import resolve_model
+from taskfit.tasks import TASKS, Task
+from taskfit.train import Progress, TrainResult, evaluate, train_loop
+from taskfit.utils.io import atomic_write_json, atomic_write_text
+
+
+@dataclass
+class RunSummary:
+    """Where a finished run lives and how it scored."""
+
+    run_dir: Path
+    report: Path
+    test_metrics: dict[str, Any] | None
+    valid_metrics: dict[str, Any]
+    train: TrainResult
+
+
+def make_task(recipe: Recipe) -> Task:
+    cls = TASKS.get(recipe.task)
+    return cls(text=recipe.data.text, text_pair=recipe.data.text_pair, label=recipe.data.label)  # type: ignore[call-arg]
+
+
+def run_dir_for(recipe: Recipe, resume: bool) -> Path:
+    """The run directory; refuses to clobber an existing run unless asked to."""
+    name = recipe.output.name or f"{recipe.task}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = recipe.output.dir / name
+    if run_dir.exists() and not resume:
+        if not recipe.output.overwrite:
+            raise ConfigError(
+                f"Run directory {str(run_dir)!r} already exists. Resume it with `taskfit train --resume "
+                f"{run_dir}`, pick another output.name, or set output.overwrite=true to replace it."
+            )
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                            "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+                            "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare(recipe: Recipe) -> tuple[Task, Splits, Path, Any]:
+    """All checks that need no training: data, labels, model. Returns (task, splits, model_dir, tokenizer)."""
+    from transformers import AutoTokenizer
+
+    task = make_task(recipe)
+    splits = load_splits(recipe.data)
+    model_dir = resolve_model(recipe.model.name)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return task, splits, model_dir, tokenizer
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, dest: Path, meta: dict[str, Any]) -> None:
+    """Save in Hugging Face format plus taskfit.json, atomically (temp dir, then rename)."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / "taskfit.json", meta)
+    old = dest.with_name(dest.name + ".old")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train_recipe(
+    recipe: Recipe | None = None, *, resume_dir: str | Path | None = None, progress: Progress | None = None
+) -> RunSummary:
+    """Run a recipe end to end (or resume an interrupted run directory).
+
+    Args:
+        recipe: the validated recipe (ignored when resuming: the run's own recipe.yaml is used).
+        resume_dir: a run directory to continue from its last checkpoint.
+        progress: progress callbacks (the CLI passes a progress bar).
+    """
+    t_start = time.perf_counter()
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if not (run_dir / "recipe.yaml").is_file():
+            raise ConfigError(f"{str(run_dir)!r} is not a run directory (no recipe.yaml in it); nothing to resume.")
+        recipe = load_recipe(run_dir / "recipe.yaml")
+    elif recipe is None:
+        raise ConfigError("Give a recipe or a run directory to resume.")
+    else:
+        run_dir = run_dir_for(recipe, resume=False)
+    task, splits, model_dir, tokenizer = prepare(recipe)
+    t_prep = time.perf_counter()
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume_dir is None:
+        # Pin the output location so `--resume` finds the same directory from anywhere.
+        pinned = recipe.model_copy(deep=True)
+        pinned.output.name, pinned.output.dir = run_dir.name, run_dir.parent
+        for key in ("train", "valid", "test"):
+            p = getattr(pinned.data, key)
+            if p is not None:
+                setattr(pinned.data, key, Path(p).resolve())
+        atomic_write_text(run_dir / "recipe.yaml", pinned.to_yaml())
+    encoded = {s: task.encode(df, tokenizer, splits.labels, recipe.data.max_length) for s, df in splits.frames.items()}
+
+    torch.manual_seed(recipe.train.seed)  # the new head's initial weights
+    model, head_names = task.build_model(model_dir, splits.labels)
+    method = METHODS.get(recipe.method.name)
+    model = method.apply(model, recipe.method, head_names)
+    trainable, total_params = count_trainable(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    result = train_loop(model=model, task=task, train=encoded["train"], valid=encoded["valid"],
+                        labels=splits.labels, cfg=recipe.train, head_names=head_names, pad_id=pad_id,
+                        run_dir=run_dir, resume=resume_dir is not None, progress=progress)
+    t_train = time.perf_counter()
+
+    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if result.precision == "bf16" else None
+    scores = {s: evaluate(model, task, encoded[s], splits.labels, pad_id, device, dtype)[0]
+              for s in ("valid", "test") if s in encoded}
+    if getattr(recipe.method, "save_adapter", False) and hasattr(model, "peft_config"):
+        tmp = run_dir / "adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)  # PEFT format: only the adapter and the head
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)
+        os.replace(tmp, run_dir / "adapter")
+    final = method.finalize(model, recipe.method)
+    meta = {
+        "taskfit_version": __version__, "task": recipe.task, "labels": splits.labels,
+        "text": recipe.data.text, "text_pair": recipe.data.text_pair, "label": recipe.data.label,
+        "max_length": recipe.data.max_length, "precision": result.precision,
+        "base_model": recipe.model.name, "method": recipe.method.model_dump(mode="json"),
+        "metrics": {s: _headline(m) for s, m in scores.items()},
+        "data": {s: {"file": str(getattr(recipe.data, s) or recipe.data.train),
+                     "sha256": _sha256(Path(getattr(recipe.data, s) or recipe.data.train)),
+                     "rows": len(df)} for s, df in splits.frames.items()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    save_model(final.cpu(), tokenizer, run_dir / "model", meta)
+    timing = {"prepare_s": round(t_prep - t_start, 2), "train_s": round(result.train_seconds, 2),
+              "wall_train_s": round(t_train - t_prep, 2), "total_s": round(time.perf_counter() - t_start, 2),
+              "steps": result.steps, "train_samples_per_s": round(result.samples_per_s, 1),
+              "train_tokens_per_s": round(result.tokens_seen / max(result.train_seconds, 1e-9)),
+              "precision": result.precision, "device": result.device,
+              "trainable_params": trainable, "total_params": total_params,
+              "stopped_early": result.stopped_early, "best": result.best}
+    stats = splits.stats(recipe.data.text, recipe.data.label)
+    results = {"valid": scores["valid"], "test": scores.get("test"), "timing": timing,
+               "data_stats": stats, "data_issues": splits.issues, "hardware": hardware()}
+    atomic_write_json(run_dir / "results.json", results)
+    report = write_html_report(
+        run_dir / "report.html", title=f"taskfit run {run_dir.name}", test_metrics=scores.get("test"),
+        valid_metrics=scores["valid"], history=result.history, recipe_yaml=recipe.to_yaml(),
+        data_stats=stats, data_issues=splits.issues, timing=timing, hardware=results["hardware"],
+    )
+    atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing))
+    return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result)
+
+
+def _headline(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "loss", "n") if k in m}
+
+
+def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any]) -> str:
+    """A short model card in Markdown (the trust stage extends it)."""
+    lines = [f"# Model card: {recipe.task} on {recipe.model.name}", "",
+             f"- Labels: {', '.join(meta['labels'])}",
+             f"- Method: {recipe.method.name}; trainable parameters {timing['trainable_params']:,} "
+             f"of {timing['total_params']:,}",
+             f"- Trained {timing['steps']} steps in {timing['train_s']} s ({timing['precision']}, "
+             f"{timing['device']})", "", "## Metrics", "", "| split | accuracy | macro-F1 | ECE | rows |",
+             "|---|---|---|---|---|"]
+    for split, m in meta["metrics"].items():
+        lines.append(f"| {split} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
+                     f"{m.get('ece', 0):.4f} | {m.get('n', '')} |")
+    lines += ["", "## Data", ""]
+    lines += [f"- {s}: `{d['file']}` ({d['rows']} rows, sha256 {d['sha256'][:12]}…)" for s, d in meta["data"].items()]
+    lines += ["", "## Limits", "", "Scores hold for data like the test split above; check them on your own "
+              "traffic before relying on the model, and per group of users where fairness matters.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""taskfit's training loop: one explicit function, read top to bottom.
+
+Speed comes from doing less, not from cleverness: data is tokenised once; batches are bucketed by
+length so padding is small; matmuls run in bf16 autocast where the hardware does bf16 fast (5.5×
+fp32 on this project's AVX-512-BF16 CPUs, tensor cores on GPUs); AdamW is fused on GPU and
+``foreach`` on CPU. Exactness comes from a data order that is a pure function of (seed, epoch) and
+checkpoints that carry every RNG state, so ``--resume`` replays the same run bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from taskfit.config import TrainConfig
+from taskfit.errors import ConfigError
+from taskfit.tasks.base import Encoded, Task
+from taskfit.train.batching import BucketBatcher
+from taskfit.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state,
+)
+from taskfit.train.schedule import make_scheduler, warmup_steps
+from taskfit.utils.io import append_jsonl, atomic_save, atomic_write_text, read_jsonl
+
+LOWER_IS_BETTER = {"loss", "log_loss", "ece"}
+
+
+class Progress:
+    """Progress callbacks; the CLI passes a rich progress bar, the library default prints nothing."""
+
+    def start(self, total_steps: int, done_steps: int) -> None: ...
+    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None: ...
+    def evaluated(self, record: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """What the loop hands back."""
+
+    history: list[dict[str, Any]]
+    steps: int
+    best: dict[str, Any] | None
+    stopped_early: bool
+    train_seconds: float
+    samples_seen: int
+    tokens_seen: int
+    precision: str
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds else 0.0
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast dtype, or None for fp32. 'auto' uses bf16 only where it is fast."""
+    if requested == "fp32":
+        return None
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    else:
+        # mkldnn reports bf16 support on AVX512-BF16 / AMX CPUs; elsewhere bf16 is emulated and slow.
+        ok = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if requested == "bf16" or ok:
+        return torch.bfloat16
+    return None
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, head_names: list[str], device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW with three groups: decayed weights, undecayed biases/norms, and the head (own lr)."""
+    groups: dict[str, list[torch.nn.Parameter]] = {"decay": [], "no_decay": [], "head": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        bare = name.removeprefix("base_model.model.")
+        if any(bare.startswith(h) for h in head_names):
+            groups["head"].append(p)
+        elif p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower():
+            groups["no_decay"].append(p)
+        else:
+            groups["decay"].append(p)
+    head_lr = cfg.head_lr or cfg.lr
+    param_groups = [
+        {"params": groups["decay"], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+        {"params": groups["no_decay"], "lr": cfg.lr, "weight_decay": 0.0},
+        {"params": groups["head"], "lr": head_lr, "weight_decay": cfg.weight_decay},
+    ]
+    param_groups = [g for g in param_groups if g["params"]]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(param_groups, fused=fused, foreach=None if fused else True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, task: Task, enc: Encoded, labels: list[str], pad_id: int,
+    device: torch.device, dtype: torch.dtype | None, batch_tokens: int = 16384,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Score a split. Returns (metrics incl. 'loss', logits in the split's row order, shape [N, C])."""
+    was_training = model.training
+    model.eval()
+    batcher = BucketBatcher(enc.lengths(), batch_tokens=batch_tokens, shuffle=False)
+    logits = np.zeros((len(enc), len(labels)), dtype=np.float32)
+    for idx in batcher.epoch(0):
+        batch = {k: v.to(device) for k, v in task.collate(enc, idx, pad_id).items()}
+        batch.pop("labels")
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(**batch)
+        logits[idx] = out.logits.float().cpu().numpy()
+    model.train(was_training)
+    metrics = task.metrics(enc.targets, logits, labels)
+    known = enc.targets >= 0
+    if known.any():
+        metrics["loss"] = float(F.cross_entropy(torch.from_numpy(logits[known]),
+                                                torch.from_numpy(enc.targets[known])))
+    return metrics, logits
+
+
+def _improved(value: float, best: float | None, metric: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if metric in LOWER_IS_BETTER else value > best + min_delta
+
+
+def train_loop(
+    *,
+    model: torch.nn.Module,
+    task: Task,
+    train: Encoded,
+    valid: Encoded,
+    labels: list[str],
+    cfg: TrainConfig,
+    head_names: list[str],
+    pad_id: int,
+    run_dir: Path,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; the best weights (by the early-stopping metric) are loaded at the end.
+
+    Writes ``metrics.jsonl`` and ``checkpoints/`` under ``run_dir``.
+    """
+    progress = progress or Progress()
+    # ---- setup -----------------------------------------------------------------------------
+    device = pick_device()
+    dtype = pick_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model.to(device).train()
+    batcher = BucketBatcher(train.lengths(), cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
+    per_epoch = math.ceil(len(batcher) / cfg.grad_accum)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    eval_every = cfg.eval_every or per_epoch
+    optimizer = build_optimizer(model, cfg, head_names, device)
+    scheduler = make_scheduler(optimizer, cfg.schedule, warmup_steps(cfg.warmup, total), total)
+    metric = cfg.early_stopping.metric
+    ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+
+    pos = {"epoch": 0, "batch": 0, "step": 0}
+    es: dict[str, Any] = {"best": None, "best_step": None, "bad": 0}
+    counters = {"samples": 0, "tokens": 0, "seconds": 0.0, "log_sum": 0.0, "log_n": 0}
+    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
+        state = load_checkpoint(ckpt)
+        model.load_state_dict(state["trainable"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        pos, es, counters = state["pos"], state["early_stopping"], state["counters"]
+        set_rng_state(state["rng"])
+        # Lines logged after this checkpoint by the interrupted process will be logged again.
+        kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= pos["step"]]
+        atomic_write_text(metrics_path, "".join(_jsonl(r) for r in kept))
+    else:
+        metrics_path.unlink(missing_ok=True)
+        torch.manual_seed(cfg.seed)  # dropout stream
+    boundary = {"pos": dict(pos), "rng": rng_state()}
+    log_every = max(1, total // 100)
+
+    def checkpoint() -> None:
+        state = {"trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "pos": dict(boundary["pos"]), "early_stopping": dict(es),
+                 "counters": dict(counters), "rng": boundary["rng"]}
+        save_checkpoint(ckpt_dir, boundary["pos"]["step"], state, cfg.keep_checkpoints)
+        if on_checkpoint:
+            on_checkpoint(boundary["pos"]["step"])
+
+    def run_eval(step: int, epoch: float) -> bool:
+        """Evaluate, log, keep the best weights; True when early stopping says stop."""
+        m, _ = evaluate(model, task, valid, labels, pad_id, device, dtype)
+        if metric not in m:
+            raise ConfigError(f"train.early_stopping.metric {metric!r} is not a validation metric; "
+                              f"available: {', '.join(k for k, v in m.items() if isinstance(v, float))}.")
+        record = {"step": step, "epoch": round(epoch, 4), "valid_loss": m["loss"],
+                  **{f"valid_{k}": m[k] for k in ("accuracy", "macro_f1") if k in m}}
+        append_jsonl(metrics_path, record)
+        progress.evaluated(record)
+        if _improved(m[metric], es["best"], metric, cfg.early_stopping.min_delta):
+            es.update(best=m[metric], best_step=step, bad=0)
+            atomic_save(ckpt_dir / "best.pt", lambda p: torch.save(trainable_state(model), p))
+        else:
+            es["bad"] += 1
+        return cfg.early_stopping.patience is not None and es["bad"] >= cfg.early_stopping.patience
+
+    # ---- train -----------------------------------------------------------------------------
+    progress.start(total, pos["step"])
+    stopped_early = False
+    acc, updating = 0, False
+    try:
+        while pos["step"] < total and not stopped_early:
+            batches = batcher.epoch(pos["epoch"])
+            while pos["batch"] < len(batches) and pos["step"] < total:
+                t0 = time.perf_counter()
+                idx = batches[pos["batch"]]
+                batch = {k: v.to(device, non_blocking=True) for k, v in task.collate(train, idx, pad_id).items()}
+                targets = batch.pop("labels")
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = model(**batch).logits
+                loss = F.cross_entropy(logits.float(), targets)
+                (loss / cfg.grad_accum).backward()
+                pos["batch"] += 1
+                acc += 1
+                counters["samples"] += len(idx)
+                counters["tokens"] += int(batch["attention_mask"].sum())
+                counters["log_sum"] += loss.item()
+                counters["log_n"] += 1
+                if acc < cfg.grad_accum and pos["batch"] < len(batches):
+                    counters["seconds"] += time.perf_counter() - t0
+                    continue
+                # ---- optimiser step (also at the end of an epoch with a partial accumulation) ----
+                updating = True  # an interrupt from here to the new boundary must not checkpoint
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                acc = 0
+                pos["step"] += 1
+                counters["seconds"] += time.perf_counter() - t0
+                step, epoch_f = pos["step"], pos["epoch"] + pos["batch"] / len(batches)
+                rate = counters["samples"] / max(counters["seconds"], 1e-9)
+                progress.step(step, loss.item(), scheduler.get_last_lr()[0], rate)
+                if step % log_every == 0 or step == total:
+                    append_jsonl(metrics_path, {"step": step, "epoch": round(epoch_f, 4),
+                                                "train_loss": counters["log_sum"] / max(1, counters["log_n"]),
+                                                "lr": scheduler.get_last_lr()[0]})
+                    counters["log_sum"], counters["log_n"] = 0.0, 0
+                if pos["batch"] >= len(batches):
+                    pos["epoch"], pos["batch"] = pos["epoch"] + 1, 0
+                if step % eval_every == 0 or step == total:
+                    stopped_early = run_eval(step, epoch_f)
+                boundary = {"pos": dict(pos), "rng": rng_state()}
+                updating = False
+                if step % cfg.checkpoint_every == 0 or pos["batch"] == 0 or step == total or stopped_early:
+                    checkpoint()
+                if stopped_early:
+                    break
+    except KeyboardInterrupt:
+        # Weights and optimiser only change at step boundaries, so the boundary snapshot is exact.
+        optimizer.zero_grad(set_to_none=True)
+        if not updating:  # mid-update the weights are half-written: keep the last checkpoint instead
+            checkpoint()
+        progress.stop()
+        raise
+    progress.stop()
+
+    # ---- finish: best weights back into the model ------------------------------------------
+    best_path = ckpt_dir / "best.pt"
+    if best_path.is_file():
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True), strict=False)
+    return TrainResult(
+        history=read_jsonl(metrics_path), steps=pos["step"],
+        best={"metric": metric, "value": es["best"], "step": es["best_step"]},
+        stopped_early=stopped_early, train_seconds=counters["seconds"], samples_seen=counters["samples"],
+        tokens_seen=counters["tokens"], precision="bf16" if dtype is not None else "fp32", device=str(device),
+    )
+
+
+def _jsonl(record: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(record, ensure_ascii=False) + "\n"

@@ -1,0 +1,1 @@
+"""Small helpers shared by every stage (file I/O, hardware description)."""

@@ -124,6 +124,9 @@ class TrainConfig(_Strict):
         64, ge=1, description="Length bucketing: sort rows by length within windows of this many batches."
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="Attention kernel: auto = eager on CPU (faster to train there), sdpa on GPU."
+    )
 
 
 class OutputConfig(_Strict):

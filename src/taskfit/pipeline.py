@@ -62,6 +62,14 @@ def run_dir_for(recipe: Recipe, resume: bool) -> Path:
     return run_dir
 
 
+def attention_kernel(requested: str) -> str:
+    """Eager attention trains 1.3–1.8× faster than SDPA on CPU (SDPA's CPU backward with a padding mask
+    is slow, measured on MiniLM at lengths 16–128); on GPU SDPA's fused kernels win."""
+    if requested != "auto":
+        return requested
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                             "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
@@ -140,7 +148,7 @@ def train_recipe(
     encoded = {s: task.encode(df, tokenizer, splits.labels, recipe.data.max_length) for s, df in splits.frames.items()}
 
     torch.manual_seed(recipe.train.seed)  # the new head's initial weights
-    model, head_names = task.build_model(model_dir, splits.labels)
+    model, head_names = task.build_model(model_dir, splits.labels, attention_kernel(recipe.train.attention))
     method = METHODS.get(recipe.method.name)
     model = method.apply(model, recipe.method, head_names)
     trainable, total_params = count_trainable(model)

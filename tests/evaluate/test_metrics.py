@@ -43,9 +43,15 @@ def test_hand_computed_scores(metrics: dict) -> None:
     # dog: TP 2 of 3 predicted, 2 true -> P 2/3, R 1,   F1 4/5
     # bird: TP 1 of 1 predicted, 2 true -> P 1,  R 1/2, F1 2/3
     assert metrics["accuracy"] == pytest.approx(4 / 6)
-    assert metrics["per_class"]["cat"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
-    assert metrics["per_class"]["dog"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
-    assert metrics["per_class"]["bird"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert metrics["per_class"]["cat"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    )
+    assert metrics["per_class"]["dog"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    )
+    assert metrics["per_class"]["bird"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}
+    )
     assert metrics["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     assert metrics["macro_precision"] == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
     assert metrics["macro_recall"] == pytest.approx(2 / 3)
@@ -77,7 +83,8 @@ def test_ece_constructed_case() -> None:
     correct = np.array([1] * 8 + [0] * 2 + [1] * 7 + [0] * 3)
     ece, cal = expected_calibration_error(conf, correct, n_bins=10)
     assert ece == pytest.approx((10 * 0.15 + 10 * 0.05) / 20)
-    assert cal["bin_count"][9] == 10 and cal["bin_count"][6] == 10
+    assert cal["bin_count"][9] == 10
+    assert cal["bin_count"][6] == 10
     assert cal["bin_accuracy"][9] == pytest.approx(0.8)
     assert cal["bin_confidence"][6] == pytest.approx(0.65)
     assert cal["bin_accuracy"][0] is None  # empty bins are None, not a fake 0
@@ -121,7 +128,9 @@ def test_class_predicted_but_never_true_counts_in_macro() -> None:
         (Y_TRUE, PROBS, ["a", "a", "b"], "unique"),
     ],
 )
-def test_invalid_inputs_raise_data_error(y: np.ndarray, probs: np.ndarray, labels: list[str], match: str) -> None:
+def test_invalid_inputs_raise_data_error(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], match: str
+) -> None:
     with pytest.raises(DataError, match=match):
         classification_metrics(y, probs, labels)
 
@@ -143,4 +152,5 @@ def test_report_aligns_chinese_labels() -> None:
     rows = [line for line in lines if line.strip().split()[0] in labels]
     assert len(rows) == 3
     assert len({cell_len(line[: re.search(r"\d\.\d", line).start()]) for line in rows}) == 1
-    assert "0.500" in text and "0.667" in text
+    assert "0.500" in text
+    assert "0.667" in text

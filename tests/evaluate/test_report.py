@@ -58,8 +58,13 @@ def _report_kwargs(**overrides: object) -> dict:
             "text_length": {"train": {"mean": 31.5, "max": 140}, "test": {"mean": 29.0, "max": 120}},
         },
         "data_issues": [
-            {"severity": "warning", "check": "duplicates", "message": f"dup {EVIL}", "file": "train.csv",
-             "rows": list(range(1, 31))},
+            {
+                "severity": "warning",
+                "check": "duplicates",
+                "message": f"dup {EVIL}",
+                "file": "train.csv",
+                "rows": list(range(1, 31)),
+            },
             {"severity": "error", "check": "empty_text", "message": "empty", "file": None, "rows": []},
         ],
         "timing": {"train_seconds": 12.5, "samples_per_second": 321.0},
@@ -77,33 +82,57 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
     out = write_html_report(tmp_path / "sub" / "report.html", **_report_kwargs())
     html = out.read_text(encoding="utf-8")
     assert out == tmp_path / "sub" / "report.html"
-    assert '<meta charset="utf-8">' in html and '<html lang="en">' in html
+    assert '<meta charset="utf-8">' in html
+    assert '<html lang="en">' in html
     # 2 confusion matrices + 2 reliability diagrams + loss curves + label distribution.
     images = _images(html)
-    assert len(images) == 6 and all(img.startswith(PNG) for img in images)
+    assert len(images) == 6
+    assert all(img.startswith(PNG) for img in images)
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<b>not bold</b>" not in html and "Run &lt;1&gt;" in html
-    assert "正面" in html and "负面" in html and "情感分类" in html
-    assert not re.search(r"(src|href)=\"(https?:)?//", html) and "<link" not in html
+    assert "<b>not bold</b>" not in html
+    assert "Run &lt;1&gt;" in html
+    assert "正面" in html
+    assert "负面" in html
+    assert "情感分类" in html
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "<link" not in html
 
 
 def test_report_sections_content(tmp_path: Path) -> None:
     html = write_html_report(tmp_path / "r.html", **_report_kwargs()).read_text(encoding="utf-8")
-    for heading in ("Summary", "Classification report (test)", "Confusion matrix (test)", "Calibration (test)",
-                    "Training and validation loss", "Data statistics", "Data issues", "Resolved recipe",
-                    "Timing", "Hardware", "macro avg", "weighted avg"):
+    for heading in (
+        "Summary",
+        "Classification report (test)",
+        "Confusion matrix (test)",
+        "Calibration (test)",
+        "Training and validation loss",
+        "Data statistics",
+        "Data issues",
+        "Resolved recipe",
+        "Timing",
+        "Hardware",
+        "macro avg",
+        "weighted avg",
+    ):
         assert heading in html, heading
     # Only the first 20 of 30 issue rows are listed, then a count of the rest.
-    assert "19, 20 \u2026 (+10 more)" in html and ", 21," not in html
-    assert "321" in html and "12.5" in html and "task: classification" in html
+    assert "19, 20 \u2026 (+10 more)" in html
+    assert ", 21," not in html
+    assert "321" in html
+    assert "12.5" in html
+    assert "task: classification" in html
 
 
 def test_report_without_test_metrics_and_history(tmp_path: Path) -> None:
-    kwargs = _report_kwargs(test_metrics=None, history=[], data_stats={}, data_issues=[], timing={}, hardware={})
+    kwargs = _report_kwargs(
+        test_metrics=None, history=[], data_stats={}, data_issues=[], timing={}, hardware={}
+    )
     html = write_html_report(tmp_path / "r.html", **kwargs).read_text(encoding="utf-8")
-    assert "Classification report (validation)" in html and "(test)" not in html
-    assert "No training history recorded." in html and "No data issues found." in html
+    assert "Classification report (validation)" in html
+    assert "(test)" not in html
+    assert "No training history recorded." in html
+    assert "No data issues found." in html
     assert len(_images(html)) == 2  # validation confusion matrix + reliability diagram
 
 
@@ -116,7 +145,8 @@ def test_report_without_any_metrics(tmp_path: Path) -> None:
 def test_report_extra_sections_trusted_html_escaped_heading(tmp_path: Path) -> None:
     kwargs = _report_kwargs(extra_sections=[("Errors <top>", "<p class='x'>ok</p>")])
     html = write_html_report(tmp_path / "r.html", **kwargs).read_text(encoding="utf-8")
-    assert "<h2>Errors &lt;top&gt;</h2>" in html and "<p class='x'>ok</p>" in html
+    assert "<h2>Errors &lt;top&gt;</h2>" in html
+    assert "<p class='x'>ok</p>" in html
 
 
 def test_report_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +170,13 @@ def test_report_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_report_to_json_safe() -> None:
-    obj = {"a": np.float32(0.5), "b": np.arange(3), "c": (np.int64(2), float("nan")), 3: Path("x"), "d": {np.bool_(True)}}
+    obj = {
+        "a": np.float32(0.5),
+        "b": np.arange(3),
+        "c": (np.int64(2), float("nan")),
+        3: Path("x"),
+        "d": {np.bool_(True)},
+    }
     safe = report_to_json_safe(obj)
     assert safe == {"a": 0.5, "b": [0, 1, 2], "c": [2, None], "3": "x", "d": [True]}
     json.dumps(safe, allow_nan=False)
@@ -152,7 +188,9 @@ def test_plots_return_png(n_classes: int) -> None:
     m = _metrics(n_classes, labels, n=300)
     assert plot_confusion_matrix(m["confusion_matrix"], labels).startswith(PNG)
     assert plot_confusion_matrix(m["confusion_matrix"], labels, normalize=False).startswith(PNG)
-    assert plot_class_distribution({"train": dict.fromkeys(labels, 5), "test": {labels[0]: 1}}).startswith(PNG)
+    assert plot_class_distribution({"train": dict.fromkeys(labels, 5), "test": {labels[0]: 1}}).startswith(
+        PNG
+    )
 
 
 def test_history_and_calibration_plots_return_png() -> None:
@@ -170,9 +208,13 @@ def test_confusion_plot_rejects_mismatched_labels() -> None:
 
 def test_sparkline_width_and_extremes() -> None:
     line = loss_sparkline([5.0, 4.0, 3.0, 2.0, 1.0], width=12)
-    assert len(line) == 12 and line[0] == "█" and line[-1] == "▁"
+    assert len(line) == 12
+    assert line[0] == "█"
+    assert line[-1] == "▁"
     long = loss_sparkline(list(range(1000)), width=60)
-    assert len(long) == 60 and long[0] == "▁" and long[-1] == "█"
+    assert len(long) == 60
+    assert long[0] == "▁"
+    assert long[-1] == "█"
     assert set(long) <= set("▁▂▃▄▅▆▇█")
     assert loss_sparkline([1.0, float("nan"), 0.0], width=4) == "██▁▁"
     assert loss_sparkline([2.0, 2.0], width=5) == "▁" * 5
@@ -187,16 +229,39 @@ def test_render_metrics_truncates_large_matrix() -> None:
     assert "test [bold]" in text  # title printed literally, not parsed as markup
     assert "类别34" in text  # the report table lists every class
     assert "first 20 of 35 classes" in text
-    assert "19 类别19" in text and "20 类别20" not in text
-    assert "rgb(" in console.export_html(inline_styles=True) or "#" in console.export_svg()
+    assert "19 类别19" in text
+    assert "20 类别20" not in text
+
+
+def test_render_metrics_narrow_console_shows_fewer_columns_never_squeezed() -> None:
+    console = Console(record=True, width=60)
+    render_metrics(console, _metrics(35, [f"c{i}" for i in range(35)], n=2000), title="t")
+    text = console.export_text()
+    shown = int(re.search(r"first (\d+) of 35 classes", text).group(1))
+    assert 1 <= shown < 20
+    matrix_rows = [line for line in text.splitlines() if re.match(r"^\d+ c\d+ ", line)]
+    assert len(matrix_rows) == shown
+    assert all("\u2026" not in row for row in matrix_rows)
+    assert max(len(row) for row in matrix_rows) <= 60
+
+
+def test_confusion_cells_shaded_by_row_share() -> None:
+    console = Console(record=True, width=100, color_system="truecolor")
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    render_metrics(console, classification_metrics(np.array([0, 0, 1]), probs, ["a", "b"]), title="t")
+    html = console.export_html(inline_styles=True)
+    assert "background-color: #08306b" in html  # share 1.0 on the diagonal: darkest blue
+    assert "background-color: #f7fbff" in html  # share 0.0: lightest
 
 
 def test_render_history() -> None:
     console = Console(record=True, width=120)
     render_history(console, HISTORY)
     text = console.export_text()
-    assert "train_loss" in text and "valid_loss" in text
-    assert "min 0.4000 (step 40)" in text and "max 1.0000" in text
+    assert "train_loss" in text
+    assert "valid_loss" in text
+    assert "min 0.4000 (step 40)" in text
+    assert "max 1.0000" in text
     console = Console(record=True, width=120)
     render_history(console, [])
     assert "No training history" in console.export_text()

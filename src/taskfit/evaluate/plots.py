@@ -44,7 +44,15 @@ CJK_FONT_NAMES = (
 )
 # Substrings of font file names worth registering when matplotlib's cached font list predates the
 # font's installation (the cache is not refreshed when a font package is installed later).
-_CJK_FILE_HINTS = ("wqy", "notosanscjk", "notoserifcjk", "droidsansfallback", "uming", "ukai", "sourcehansans")
+_CJK_FILE_HINTS = (
+    "wqy",
+    "notosanscjk",
+    "notoserifcjk",
+    "droidsansfallback",
+    "uming",
+    "ukai",
+    "sourcehansans",
+)
 _DPI = 110
 _VERTICAL_MAX_LABELS = 12
 
@@ -100,8 +108,8 @@ def _plot_style(func: Callable[_P, bytes]) -> Callable[_P, bytes]:
 
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> bytes:
-        rc = {"font.family": ["sans-serif", CJK_FONT]} if CJK_FONT else {}
-        with matplotlib.rc_context(rc), warnings.catch_warnings():
+        fallback = ["sans-serif", CJK_FONT] if CJK_FONT else ["sans-serif"]
+        with matplotlib.rc_context({"font.family": fallback}), warnings.catch_warnings():
             # "Glyph ... missing from font" is expected when no CJK font is installed; it is not
             # actionable per plot and would flood the training log.
             warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
@@ -160,17 +168,25 @@ def plot_confusion_matrix(cm: Any, labels: Sequence[str], normalize: bool = True
     image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fs = _label_fontsize(n)
-    ax.set_xticks(range(n), [str(lb) for lb in labels], rotation=45 if n <= 10 else 90, ha="right" if n <= 10 else "center", fontsize=fs)
+    ax.set_xticks(
+        range(n),
+        [str(lb) for lb in labels],
+        rotation=45 if n <= 10 else 90,
+        ha="right" if n <= 10 else "center",
+        fontsize=fs,
+    )
     ax.set_yticks(range(n), [str(lb) for lb in labels], fontsize=fs)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""))
     if n <= 25:  # beyond this cell text is too small to read and just adds noise
-        _annotate_cells(ax, values, counts, normalize, vmax, fs)
+        _annotate_cells(ax, values, counts, normalize=normalize, vmax=vmax, fs=fs)
     return _to_png(fig)
 
 
-def _annotate_cells(ax: Axes, values: np.ndarray, counts: np.ndarray, normalize: bool, vmax: float, fs: float) -> None:
+def _annotate_cells(
+    ax: Axes, values: np.ndarray, counts: np.ndarray, *, normalize: bool, vmax: float, fs: float
+) -> None:
     """Write each cell's value, switching to white text on dark cells for contrast."""
     for (i, j), value in np.ndenumerate(values):
         if counts[i, j] == 0:
@@ -182,7 +198,8 @@ def _annotate_cells(ax: Axes, values: np.ndarray, counts: np.ndarray, normalize:
 
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
     """Steps and finite values of ``key`` over the history records that have it."""
-    steps, values = [], []
+    steps: list[float] = []
+    values: list[float] = []
     for record in history:
         value = record.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -203,7 +220,12 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
         PNG bytes (a placeholder image if the history has no losses or metrics).
     """
     metric_keys = sorted(
-        {k for r in history for k in r if k.startswith("valid_") and k != "valid_loss" and _series(history, k)[1]}
+        {
+            k
+            for r in history
+            for k in r
+            if k.startswith("valid_") and k != "valid_loss" and _series(history, k)[1]
+        }
     )
     loss_keys = [k for k in ("train_loss", "valid_loss") if _series(history, k)[1]]
     if not loss_keys and not metric_keys:
@@ -219,7 +241,9 @@ def plot_loss_curves(history: Sequence[Mapping[str, Any]]) -> bytes:
     return _to_png(fig)
 
 
-def _draw_lines(ax: Axes, history: Sequence[Mapping[str, Any]], keys: list[str], title: str, ylabel: str) -> None:
+def _draw_lines(
+    ax: Axes, history: Sequence[Mapping[str, Any]], keys: list[str], title: str, ylabel: str
+) -> None:
     """One line per key; markers when there are few points (validation often runs rarely)."""
     for key in keys:
         steps, values = _series(history, key)
@@ -243,27 +267,51 @@ def plot_reliability(calibration: Mapping[str, Any]) -> bytes:
         PNG bytes.
     """
     edges = np.asarray(calibration["bin_edges"], dtype=np.float64)
-    counts = np.asarray(calibration["bin_count"], dtype=np.float64)
-    acc = np.array([np.nan if a is None else a for a in calibration["bin_accuracy"]], dtype=np.float64)
-    conf = np.array([np.nan if c is None else c for c in calibration["bin_confidence"]], dtype=np.float64)
     lefts, widths = edges[:-1], np.diff(edges)
     fig = Figure(figsize=(5.5, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(lefts, np.nan_to_num(acc), width=widths, align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
-    # The gap between the bar and the bin's mean confidence is what ECE averages.
-    gap = np.nan_to_num(conf - acc)
-    top.bar(lefts, gap, bottom=np.nan_to_num(acc), width=widths, align="edge", color="#dd8452", alpha=0.45, label="gap to confidence")
-    top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
-    top.set_title("Reliability diagram")
-    top.legend(loc="upper left", fontsize=8)
+    _draw_reliability_bars(top, calibration, lefts, widths)
+    counts = np.asarray(calibration["bin_count"], dtype=np.float64)
     bottom.bar(lefts, counts, width=widths, align="edge", color="#8c8c8c", edgecolor="white")
     bottom.set_xlabel("confidence")
     bottom.set_ylabel("count")
     fig.tight_layout()
     return _to_png(fig)
+
+
+def _draw_reliability_bars(
+    ax: Axes, calibration: Mapping[str, Any], lefts: np.ndarray, widths: np.ndarray
+) -> None:
+    """Accuracy bars per bin, the gap to the bin's mean confidence, and the diagonal."""
+    acc = np.array([np.nan if a is None else a for a in calibration["bin_accuracy"]], dtype=np.float64)
+    conf = np.array([np.nan if c is None else c for c in calibration["bin_confidence"]], dtype=np.float64)
+    ax.bar(
+        lefts,
+        np.nan_to_num(acc),
+        width=widths,
+        align="edge",
+        color="#4c72b0",
+        edgecolor="white",
+        label="accuracy",
+    )
+    # The gap between the bar and the bin's mean confidence is what ECE averages; empty bins have none.
+    gap, base = np.nan_to_num(conf - acc), np.nan_to_num(acc)
+    ax.bar(
+        lefts,
+        gap,
+        width=widths,
+        bottom=base,
+        align="edge",
+        color="#dd8452",
+        alpha=0.45,
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
 
 
 @_plot_style
@@ -285,7 +333,11 @@ def plot_class_distribution(counts: Mapping[str, Mapping[str, int]]) -> bytes:
         return _placeholder("No label counts")
     n, k = len(labels), max(len(splits), 1)
     horizontal = n > _VERTICAL_MAX_LABELS
-    size = (8.0, float(np.clip(0.12 * n * (k + 1) + 2, 4, 30))) if horizontal else (max(6.0, 0.6 * n * k / 2 + 3), 4.5)
+    size = (
+        (8.0, float(np.clip(0.12 * n * (k + 1) + 2, 4, 30)))
+        if horizontal
+        else (max(6.0, 0.6 * n * k / 2 + 3), 4.5)
+    )
     fig = Figure(figsize=size)
     ax = fig.add_subplot()
     bar_w = 0.8 / k

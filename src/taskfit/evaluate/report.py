@@ -57,12 +57,15 @@ _TEMPLATE = """<!DOCTYPE html>
 <p class="sub">Generated {{ generated }}</p>
 {% macro table(t) -%}
 <table><tr>{% for h in t.header %}<th>{{ h }}</th>{% endfor %}</tr>
-{% for r in t.rows %}<tr>{% for c in r %}<td{% if c is number %} class="num"{% endif %}>{{ fmt(c) }}</td>{% endfor %}</tr>
+{% for r in t.rows %}<tr>
+{%- for c in r %}<td{% if c is number %} class="num"{% endif %}>{{ fmt(c) }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 {%- endmacro %}
 <h2 id="summary">Summary</h2>
 {% for s in splits %}<h3>{{ s.name }}</h3><div class="cards">
-{% for k, v in s.cards %}<div class="card"><div class="k">{{ k }}</div><div class="v">{{ v }}</div></div>{% endfor %}
+{% for k, v in s.cards %}
+<div class="card"><div class="k">{{ k }}</div><div class="v">{{ v }}</div></div>
+{% endfor %}
 </div>{% else %}<p class="muted">No evaluation metrics (no validation or test set was scored).</p>{% endfor %}
 {% for s in splits %}
 <h2>Classification report ({{ s.name }})</h2>
@@ -77,10 +80,12 @@ _TEMPLATE = """<!DOCTYPE html>
 <img alt="reliability diagram {{ s.name }}" src="{{ s.rel_img }}">
 {% endfor %}
 <h2 id="training">Training and validation loss</h2>
-{% if loss_img %}<img alt="loss curves" src="{{ loss_img }}">{% else %}<p class="muted">No training history recorded.</p>{% endif %}
+{% if loss_img %}<img alt="loss curves" src="{{ loss_img }}">
+{% else %}<p class="muted">No training history recorded.</p>{% endif %}
 <h2 id="data">Data statistics</h2>
 {% if dist_img %}<img alt="label distribution" src="{{ dist_img }}">{% endif %}
-{% for name, t in data_tables %}<h3>{{ name }}</h3>{{ table(t) }}{% else %}<p class="muted">No data statistics.</p>{% endfor %}
+{% for name, t in data_tables %}<h3>{{ name }}</h3>{{ table(t) }}
+{% else %}<p class="muted">No data statistics.</p>{% endfor %}
 <h2 id="issues">Data issues</h2>
 {% if issues %}<table><tr><th>severity</th><th>check</th><th>message</th><th>file</th><th>rows</th></tr>
 {% for i in issues %}<tr><td class="sev-{{ i.severity }}">{{ i.severity }}</td><td>{{ i.check }}</td>
@@ -99,7 +104,9 @@ _TEMPLATE = """<!DOCTYPE html>
 </html>
 """
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+)
 
 
 def report_to_json_safe(obj: Any) -> Any:
@@ -182,16 +189,35 @@ def _report_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-class rows then accuracy / macro / weighted rows, formatted like the text report."""
     n = int(metrics["n"])
     rows = [
-        {"name": label, "avg": False, "cells": [f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]}
+        {
+            "name": label,
+            "avg": False,
+            "cells": [f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]],
+        }
         for label, m in metrics["per_class"].items()
     ]
     weighted = [metrics.get(f"weighted_{k}") for k in ("precision", "recall")]
     rows += [
         {"name": "accuracy", "avg": True, "cells": ["", "", f"{metrics['accuracy']:.4f}", n]},
-        {"name": "macro avg", "avg": True,
-         "cells": [f"{metrics['macro_precision']:.4f}", f"{metrics['macro_recall']:.4f}", f"{metrics['macro_f1']:.4f}", n]},
-        {"name": "weighted avg", "avg": True,
-         "cells": [*(_fmt(w) if w is not None else "" for w in weighted), f"{metrics['weighted_f1']:.4f}", n]},
+        {
+            "name": "macro avg",
+            "avg": True,
+            "cells": [
+                f"{metrics['macro_precision']:.4f}",
+                f"{metrics['macro_recall']:.4f}",
+                f"{metrics['macro_f1']:.4f}",
+                n,
+            ],
+        },
+        {
+            "name": "weighted avg",
+            "avg": True,
+            "cells": [
+                *(_fmt(w) if w is not None else "" for w in weighted),
+                f"{metrics['weighted_f1']:.4f}",
+                n,
+            ],
+        },
     ]
     return rows
 
@@ -223,27 +249,38 @@ def _issue_rows(issues: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
         shown = ", ".join(str(r) for r in rows[:MAX_ISSUE_ROWS])
         if len(rows) > MAX_ISSUE_ROWS:
             shown += f" \u2026 (+{len(rows) - MAX_ISSUE_ROWS} more)"
-        out.append({
-            "severity": str(issue.get("severity", "")).lower(),
-            "check": str(issue.get("check", "")),
-            "message": str(issue.get("message", "")),
-            "file": str(issue.get("file") or ""),
-            "rows": shown,
-        })
+        out.append(
+            {
+                "severity": str(issue.get("severity", "")).lower(),
+                "check": str(issue.get("check", "")),
+                "message": str(issue.get("message", "")),
+                "file": str(issue.get("file") or ""),
+                "rows": shown,
+            }
+        )
     return out
 
 
 def _data_section(data_stats: Mapping[str, Any]) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
     """Label-distribution plot (if ``label_counts`` is present) and one table per statistic."""
     label_counts = data_stats.get("label_counts")
-    img = _data_uri(plot_class_distribution(label_counts)) if isinstance(label_counts, Mapping) and label_counts else None
+    img = (
+        _data_uri(plot_class_distribution(label_counts))
+        if isinstance(label_counts, Mapping) and label_counts
+        else None
+    )
     tables = []
-    for key, value in data_stats.items():
-        if key == "label_counts" and isinstance(value, Mapping):
+    for key, raw in data_stats.items():
+        value = raw
+        if key == "label_counts" and isinstance(raw, Mapping):
             # Transpose to label rows x split columns: 35 labels read better down than across.
-            labels = list(dict.fromkeys(str(lb) for split in value.values() for lb in split))
-            value = {lb: {split: value[split].get(lb, 0) for split in value} for lb in labels}
-        table = _dict_table(value) if isinstance(value, Mapping) else {"header": ["value"], "rows": [[_compact(value)]]}
+            labels = list(dict.fromkeys(str(lb) for split in raw.values() for lb in split))
+            value = {lb: {split: raw[split].get(lb, 0) for split in raw} for lb in labels}
+        table = (
+            _dict_table(value)
+            if isinstance(value, Mapping)
+            else {"header": ["value"], "rows": [[_compact(value)]]}
+        )
         tables.append((str(key).replace("_", " "), table))
     return img, tables
 
@@ -285,7 +322,9 @@ def write_html_report(
         The path written.
     """
     splits = [
-        _split_section(name, m) for name, m in (("test", test_metrics), ("validation", valid_metrics)) if m is not None
+        _split_section(name, m)
+        for name, m in (("test", test_metrics), ("validation", valid_metrics))
+        if m is not None
     ]
     dist_img, data_tables = _data_section(data_stats)
     html = _ENV.from_string(_TEMPLATE).render(

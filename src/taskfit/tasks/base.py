@@ -47,7 +47,9 @@ class Task(ABC):
     description: str
 
     @abstractmethod
-    def build_model(self, model_dir: Path, labels: list[str]) -> tuple[torch.nn.Module, list[str]]:
+    def build_model(
+        self, model_dir: Path, labels: list[str], attention: str = "sdpa"
+    ) -> tuple[torch.nn.Module, list[str]]:
         """Load the pretrained backbone with a new head; return (model, names of head modules)."""
 
     @abstractmethod

@@ -27,7 +27,9 @@ class TextClassification(Task):
     def __init__(self, text: str = "text", text_pair: str | None = None, label: str = "label") -> None:
         self.text, self.text_pair, self.label = text, text_pair, label
 
-    def build_model(self, model_dir: Path, labels: list[str]) -> tuple[torch.nn.Module, list[str]]:
+    def build_model(
+        self, model_dir: Path, labels: list[str], attention: str = "sdpa"
+    ) -> tuple[torch.nn.Module, list[str]]:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
@@ -41,6 +43,7 @@ class TextClassification(Task):
                 id2label=dict(enumerate(labels)),
                 label2id={lab: i for i, lab in enumerate(labels)},
                 output_loading_info=True,
+                attn_implementation=attention,
             )
         finally:
             hf_logging.set_verbosity(level)

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny real BERT built from config, and small samples of real packaged data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The packaged all-MiniLM-L6-v2 directory (real weights)."""
+    from taskfit.models import resolve_model
+
+    return resolve_model("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A 2-layer, 32-wide BERT with a fixed random init and MiniLM's real tokenizer, saved in HF format.
+
+    Same architecture code path as the real model, ~1M parameters, so a training step takes milliseconds.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(1234)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bbc_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 real BBC news rows (5 topics) as text,label CSV."""
+    from taskfit.data.packaged import write_dataset
+
+    return write_dataset("bbc_news", tmp_path_factory.mktemp("data") / "bbc.csv", n=300, seed=0)
+
+
+@pytest.fixture(scope="session")
+def zh_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 real Chinese product reviews (pos/neg) as text,label CSV."""
+    from taskfit.data.packaged import write_dataset
+
+    return write_dataset("zh_sentiment", tmp_path_factory.mktemp("data") / "zh.csv", n=200, seed=0)
+
+
+def tiny_recipe(train: Path, model_dir: Path, out: Path, **train_overrides: object) -> dict:
+    """A recipe mapping that trains the tiny model for a few steps."""
+    cfg = {"epochs": 1, "lr": 1e-3, "batch_size": 16, "checkpoint_every": 5, "seed": 0}
+    cfg.update(train_overrides)
+    return {"data": {"train": str(train), "max_length": 64}, "model": {"name": str(model_dir)},
+            "method": {"name": "full"}, "train": cfg, "output": {"dir": str(out), "name": "run"}}

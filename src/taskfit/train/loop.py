@@ -129,9 +129,10 @@ def evaluate(
             out = model(**batch)
         logits[idx] = out.logits.float().cpu().numpy()
     model.train(was_training)
-    metrics = task.metrics(enc.targets, logits, labels)
     known = enc.targets >= 0
-    if known.any():
+    # Unlabelled rows (prediction) get logits only; metrics need every row's label.
+    metrics = task.metrics(enc.targets, logits, labels) if len(enc) and known.all() else {}
+    if len(enc) and known.all():
         metrics["loss"] = float(F.cross_entropy(torch.from_numpy(logits[known]),
                                                 torch.from_numpy(enc.targets[known])))
     return metrics, logits

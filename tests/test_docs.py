@@ -1,0 +1,29 @@
+"""The docs that are generated must match the code, and the README's commands must exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from taskfit.cli import app
+from taskfit.docs import recipe_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_recipe_reference_is_up_to_date():
+    assert (ROOT / "docs" / "recipe.md").read_text(encoding="utf-8") == recipe_reference(), (
+        "docs/recipe.md is stale: run `taskfit schema --markdown > docs/recipe.md`")
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    # commands in code blocks (line starts) and in inline code
+    used = set(re.findall(r"(?m)^\s*(?:\.venv/bin/)?taskfit ([a-z]+)", readme))
+    used |= set(re.findall(r"`(?:\.venv/bin/)?taskfit ([a-z]+)", readme))
+    assert {"train", "predict", "eval", "validate"} <= used
+    known = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert used <= known, f"README mentions unknown commands: {used - known}"
+    assert "bash scripts/setup.sh && .venv/bin/taskfit demo" in readme
+    assert ".venv/bin/python -m pytest -q" in readme
+    assert ".venv/bin/python -m pytest -q" in (ROOT / ".ci" / "run").read_text()

@@ -25,17 +25,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
 
-from taskfit.config import TrainConfig  # noqa: E402
-from taskfit.data.packaged import bbc_news_rows  # noqa: E402
-from taskfit.models import resolve_model  # noqa: E402
-from taskfit.pipeline import attention_kernel  # noqa: E402
-from taskfit.tasks.text_classification import TextClassification  # noqa: E402
-from taskfit.train import Progress, evaluate, train_loop  # noqa: E402
-from taskfit.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from taskfit.config import TrainConfig
+from taskfit.data.packaged import bbc_news_rows
+from taskfit.models import resolve_model
+from taskfit.pipeline import attention_kernel
+from taskfit.tasks.text_classification import TextClassification
+from taskfit.train import Progress, evaluate, train_loop
+from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 hf_logging.set_verbosity_error()
 OUT = Path(__file__).parent / "out"
@@ -154,8 +154,9 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
             "cpu_cores": os.cpu_count(), "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available()
             else "cpu", "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "args": vars(args), "train_token_lengths": {"min": int(lengths.min()), "p50": int(np.median(lengths)),
-                                                        "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max())}}
+            "args": vars(args),
+            "train_token_lengths": {"min": int(lengths.min()), "p50": int(np.median(lengths)),
+                                    "p95": int(np.percentile(lengths, 95)), "max": int(lengths.max())}}
     atomic_write_json(OUT / f"train-{args.arch}.json", {"meta": meta, "results": results})
     lines = ["| setting | samples/s | × HF group_by_length | test acc | test macro-F1 | train wall s |",
              "|---|---|---|---|---|---|"]

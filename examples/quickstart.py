@@ -11,10 +11,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from taskfit.config import parse_recipe  # noqa: E402
-from taskfit.data.packaged import write_dataset  # noqa: E402
-from taskfit.inference import Predictor  # noqa: E402
-from taskfit.pipeline import train_recipe  # noqa: E402
+from taskfit.config import parse_recipe
+from taskfit.data.packaged import write_dataset
+from taskfit.inference import Predictor
+from taskfit.pipeline import train_recipe
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ def train_recipe(
         "data": {s: {"file": str(getattr(recipe.data, s) or recipe.data.train),
                      "sha256": _sha256(Path(getattr(recipe.data, s) or recipe.data.train)),
                      "rows": len(df)} for s, df in splits.frames.items()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     save_model(final.cpu(), tokenizer, run_dir / "model", meta)
     timing = {"prepare_s": round(t_prep - t_start, 2), "train_s": round(result.train_seconds, 2),

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_recipe
 from safetensors.torch import load_file
 
+from conftest import tiny_recipe
 from taskfit.config import parse_recipe
 from taskfit.pipeline import train_recipe
 from taskfit.train import Progress

@@ -73,7 +73,7 @@ def test_schedule_scales_every_param_group() -> None:
 
 
 @pytest.mark.parametrize(("warmup", "total", "expected"), [
-    (0.1, 100, 10), (0.06, 50, 3), (0.0, 100, 0), (0.5, 1, 0),  # fractions of the total (rounded)
+    (0.1, 100, 10), (0.06, 50, 3), (0.0, 100, 0), (0.2, 7, 1),  # fractions of the total (rounded)
     (10, 100, 10), (1, 100, 1), (5.0, 3, 5),  # >= 1: a step count, independent of the total
 ])
 def test_warmup_fraction_vs_steps(warmup: float, total: int, expected: int) -> None:

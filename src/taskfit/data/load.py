@@ -10,7 +10,7 @@ import pandas as pd
 
 from taskfit.config import DataConfig
 from taskfit.data.checks import ROW, SOURCE, check_splits
-from taskfit.data.readers import read_columns, read_table
+from taskfit.data.readers import read_table
 from taskfit.data.split import stratified_split
 from taskfit.errors import DataError
 

@@ -27,7 +27,7 @@ def _package_dir(package: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise DataError(f"The package {package!r} is not installed. Install it with: {install_hint}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def bbc_news_rows(paragraphs: int = 2) -> list[tuple[str, str]]:

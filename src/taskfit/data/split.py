@@ -21,7 +21,7 @@ def stratified_split(
     for _, idx in sorted(df.groupby(label_col, sort=True).indices.items(), key=lambda kv: str(kv[0])):
         idx = np.array(idx)
         rng.shuffle(idx)
-        n = int(round(len(idx) * fraction))
+        n = round(len(idx) * fraction)
         if len(idx) >= 2:
             n = min(max(n, 1), len(idx) - 1)
         else:

@@ -9,7 +9,7 @@ import torch
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
     """``warmup`` < 1 is a fraction of ``total_steps``; otherwise a step count."""
-    return int(round(warmup * total_steps)) if warmup < 1 else int(warmup)
+    return round(warmup * total_steps) if warmup < 1 else int(warmup)
 
 
 def make_scheduler(

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from taskfit.errors import TaskfitError
+from taskfit.train.loop import Progress as TrainProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskfit: fine-tune a pretrained model on your own data, measured and reported.")
@@ -31,7 +32,7 @@ def _offline_defaults() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-class BarProgress:
+class BarProgress(TrainProgress):
     """Training progress as a rich bar with steps, loss, samples/s and ETA."""
 
     def __init__(self) -> None:
@@ -213,7 +214,8 @@ def _read_texts(path: Path, column: str) -> list[str]:
         return [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     df = read_table(path)
     if column not in df.columns:
-        raise DataError(f"column {column!r} not found; available columns: {', '.join(map(str, df.columns))}.",
+        cols = [str(c) for c in df.columns]
+        raise DataError(f"column {column!r} not found; available columns: {', '.join(cols)}.",
                         source=path)
     return [str(t) for t in df[column].tolist()]
 

@@ -183,21 +183,51 @@ def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _format_error(err: dict[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("full", "frozen", "lora")))
+def _clean_loc(raw: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
+    """Drop pydantic's union-branch parts (method tags, 'list[str]', "literal[...]") from a location."""
+    method = None
+    loc = []
+    for i, p in enumerate(raw):
+        if i == 1 and raw[0] == "method" and isinstance(p, str) and p in METHODS:
+            method = p
+        elif isinstance(p, str) and ("[" in p or p in ("function-after", "function-before")):
+            continue
+        else:
+            loc.append(p)
+    return tuple(loc), method
+
+
+def _format_error(err: dict[str, Any]) -> tuple[str, str]:
+    """(dotted path, message) for one pydantic error."""
+    loc, method = _clean_loc(tuple(err["loc"]))
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     kind = err["type"]
     value = err.get("input")
     if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = METHODS.get(method).config_cls if method and len(loc) == 2 else _model_at(loc[:-1])
         allowed = sorted(parent.model_fields) if parent else []
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" Did you mean {guess[0]!r}?" if guess else ""
-        return f"{dotted}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+        return dotted, f"unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
     if kind == "missing":
-        return f"{dotted}: required key is missing."
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{dotted}: {msg} (got {value!r})."
+        return dotted, "required key is missing."
+    return dotted, f"{err['msg'].removeprefix('Value error, ').rstrip('.')} (got {value!r})."
+
+
+def _problems(errors: list[dict[str, Any]]) -> list[str]:
+    """One line per key: a union's failed branches at the same key are joined with 'or'."""
+    merged: dict[str, list[str]] = {}
+    for err in errors:
+        dotted, msg = _format_error(err)
+        if msg not in merged.setdefault(dotted, []):
+            merged[dotted].append(msg)
+    lines = []
+    for key, msgs in merged.items():
+        if len(msgs) > 1:  # "A (got x)." + "B (got x)." -> "A, or B (got x)."
+            got = msgs[-1][msgs[-1].rfind(" (got "):]
+            msgs = [m.removesuffix(got) for m in msgs[:-1]] + [msgs[-1]]
+        lines.append(f"{key}: {', or '.join(msgs)}")
+    return lines
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -253,7 +283,7 @@ def parse_recipe(tree: dict[str, Any], base_dir: str | Path | None = None) -> Re
     try:
         recipe = Recipe.model_validate(tree)
     except ValidationError as e:
-        problems = [_format_error(err) for err in e.errors()]  # type: ignore[arg-type]
+        problems = _problems(e.errors())  # type: ignore[arg-type]
         raise ConfigError(f"The recipe has {len(problems)} problem(s):", problems) from None
     if base_dir is not None:
         base = Path(base_dir)

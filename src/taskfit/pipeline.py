@@ -98,7 +98,7 @@ def prepare(recipe: Recipe) -> tuple[Task, Splits, Path, Any]:
     return task, splits, model_dir, tokenizer
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, dest: Path, meta: dict[str, Any]) -> None:
+def save_model(model: Any, tokenizer: Any, dest: Path, meta: dict[str, Any]) -> None:
     """Save in Hugging Face format plus taskfit.json, atomically (temp dir, then rename)."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -190,13 +190,14 @@ def train_recipe(
               "trainable_params": trainable, "total_params": total_params,
               "stopped_early": result.stopped_early, "best": result.best}
     stats = splits.stats(recipe.data.text, recipe.data.label)
+    hw = hardware()
     results = {"valid": scores["valid"], "test": scores.get("test"), "timing": timing,
-               "data_stats": stats, "data_issues": splits.issues, "hardware": hardware()}
+               "data_stats": stats, "data_issues": splits.issues, "hardware": hw}
     atomic_write_json(run_dir / "results.json", results)
     report = write_html_report(
         run_dir / "report.html", title=f"taskfit run {run_dir.name}", test_metrics=scores.get("test"),
         valid_metrics=scores["valid"], history=result.history, recipe_yaml=recipe.to_yaml(),
-        data_stats=stats, data_issues=splits.issues, timing=timing, hardware=results["hardware"],
+        data_stats=stats, data_issues=splits.issues, timing=timing, hardware=hw,
     )
     atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing))
     return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result)

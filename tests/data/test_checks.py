@@ -122,8 +122,6 @@ def test_conflicting_labels_dropped(tmp_path: Path) -> None:
     assert len(train) == 9
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: checks run after the random split, so conflicting labels inside "
-                   "one train file are missed whenever the split separates the two rows")
 def test_conflicting_labels_in_train_found_whatever_the_split(tmp_path: Path) -> None:
     rows = [(f"good item number {i}", "pos") for i in range(20)] + [(f"bad item number {i}", "neg") for i in range(20)]
     rows += [("same text 同样的文字", "pos"), ("same text 同样的文字", "neg")]
@@ -216,8 +214,6 @@ def test_missing_label_value_jsonl(tmp_path: Path) -> None:
     assert info.value.column == "label"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty label field in a CSV is read as the label '' (a class of "
-                   "its own) instead of a missing label value")
 def test_missing_label_value_csv(tmp_path: Path) -> None:
     rows = _balanced()
     rows[3:3] = [("no label 1", ""), ("no label 2", ""), ("no label 3", "")]  # data rows 4-6
@@ -227,8 +223,6 @@ def test_missing_label_value_csv(tmp_path: Path) -> None:
     assert info.value.rows == [4, 5, 6]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: finding rows skip blank lines while malformed-row numbers count "
-                   "them, so one file gets two numberings")
 def test_row_numbers_consistent_with_blank_lines(tmp_path: Path) -> None:
     train = tmp_path / "train.csv"
     lines = ["text,label", *[f"p{i},pos" for i in range(3)], "", *[f"n{i},neg" for i in range(3)], "n0,neg"]
@@ -272,7 +266,6 @@ def test_check_splits_directly() -> None:
     assert len(frames["train"]) == 12  # the input frames are not modified
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: min_class_count message shows numpy reprs like {'rare': np.int64(1)}")
 def test_min_class_count_message_is_plain() -> None:
     frames = {"train": pd.DataFrame({"t": [*POS, "唯一"], "y": ["pos"] * 5 + ["rare"], ROW: range(1, 7),
                                      SOURCE: "tr.csv"})}

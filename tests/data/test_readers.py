@@ -133,7 +133,6 @@ def test_empty_file(tmp_path: Path, suffix: str) -> None:
     assert info.value.source == str(path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty .jsonl file reads as a 0x0 frame instead of DataError")
 def test_empty_jsonl_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -31,9 +32,9 @@ def test_linear_warmup_then_decay_to_zero() -> None:
     assert used[:4] == pytest.approx([PEAK * k / 4 for k in (1, 2, 3, 4)])
     assert used[4] == pytest.approx(PEAK)
     decay = used[4:]
-    assert all(b < a for a, b in zip(decay, decay[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(decay))
     # Linear: constant decrement, landing on 0 exactly after the last step.
-    diffs = [a - b for a, b in zip(decay, decay[1:], strict=False)]
+    diffs = [a - b for a, b in itertools.pairwise(decay)]
     assert diffs == pytest.approx([PEAK / 16] * len(diffs))
     assert used[-1] == pytest.approx(PEAK / 16)
     assert after == pytest.approx(0.0, abs=1e-12)

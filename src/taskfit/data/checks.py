@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 from taskfit.config import ChecksConfig
+from taskfit.data.readers import ROW
 from taskfit.errors import DataError
 
-ROW = "_row"  # column holding the 1-based row number in the source file
+__all__ = ["ROW", "SOURCE", "CheckResult", "check_rows", "check_sets", "check_splits"]
+
 SOURCE = "_source"
 
 
@@ -66,6 +68,15 @@ def check_splits(
     Raises:
         DataError: if any finding is fatal; the message lists all of them.
     """
+    return check_sets(check_rows(frames, text, label, cfg), text, label, labels, cfg)
+
+
+def check_rows(frames: dict[str, pd.DataFrame], text: str, label: str, cfg: ChecksConfig) -> CheckResult:
+    """Per-file checks (empty text, duplicates, conflicting labels); never raises.
+
+    Run these on whole files *before* any split: a conflict whose two rows land in different splits
+    would otherwise go unseen.
+    """
     res = CheckResult(frames=dict(frames))
     for split in list(res.frames):
         df = res.frames[split]
@@ -78,12 +89,20 @@ def check_splits(
         n_labels = df.groupby(text)[label].transform("nunique")
         _apply(res, split, n_labels > 1, cfg.conflicting_labels, "conflicting_labels",
                "row(s) whose text also appears with a different label")
+    return res
+
+
+def check_sets(
+    res: CheckResult, text: str, label: str, labels: list[str], cfg: ChecksConfig
+) -> CheckResult:
+    """Checks across splits (unknown labels, leakage, class sizes); raises on any fatal finding so far."""
     _check_labels(res, label, labels)
     _check_leakage(res, text, cfg)
     _check_balance(res, label, labels, cfg)
     fatal = [i for i in res.issues if i["severity"] == "error"]
     if fatal:
-        lines = [f"{i['message']} [file {i['file']}, rows {_short(i['rows'])}]" for i in fatal]
+        lines = [f"{i['message']} [file {i['file']}" + (f", rows {_short(i['rows'])}]" if i["rows"] else "]")
+                 for i in fatal]
         raise DataError(
             "The data failed checks (set data.checks.<name> to 'warn' or 'drop' to go on anyway):\n  - "
             + "\n  - ".join(lines)
@@ -128,8 +147,9 @@ def _check_balance(res: CheckResult, label: str, labels: list[str], cfg: ChecksC
     counts = train[label].value_counts().reindex(labels, fill_value=0)
     rare = counts[counts < cfg.min_class_count]
     if len(rare):
+        small = {k: int(v) for k, v in rare.items()}
         res.add("error", "min_class_count",
-                f"train: class(es) {dict(rare)} have fewer than {cfg.min_class_count} rows; add data or "
+                f"train: class(es) {small} have fewer than {cfg.min_class_count} rows; add data or "
                 "remove them from data.labels", _source(train), [])
     elif counts.min() > 0 and counts.max() / counts.min() >= cfg.imbalance_ratio:
         res.add("warning", "imbalance",

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from taskfit.config import DataConfig
-from taskfit.data.checks import ROW, SOURCE, check_splits
-from taskfit.data.readers import read_table
+from taskfit.data.checks import SOURCE, CheckResult, check_rows, check_sets
+from taskfit.data.readers import ROW, read_table
 from taskfit.data.split import stratified_split
 from taskfit.errors import DataError
 
@@ -55,20 +55,23 @@ def check_columns(path: Path, columns: list[str], key: str, required: list[str])
 
 def read_split(path: Path, cfg: DataConfig, key: str, labelled: bool = True) -> pd.DataFrame:
     """Read one file, check its columns and normalise text and label values to strings."""
-    df = read_table(path, limit=cfg.limit)
+    df = read_table(path, limit=cfg.limit, row_numbers=True)
     required = required_columns(cfg) if labelled else [c for c in (cfg.text, cfg.text_pair) if c]
-    problems = check_columns(path, list(df.columns), key, required)
+    problems = check_columns(path, [c for c in df.columns if c != ROW], key, required)
     if problems:
         raise DataError(" ".join(problems), source=path)
-    keep = [c for c in required]
+    keep = list(required)
     out = df[keep].copy()
     for col in keep:
         missing = out[col].isna()
-        if col == cfg.label and missing.any():
-            raise DataError("Missing label value(s).", source=path, column=col,
-                            rows=[int(i) + 1 for i in out.index[missing]])
+        if col == cfg.label:
+            # An empty CSV field is "" (not NaN): it must not become a class called ''.
+            missing |= out[col].map(lambda v: isinstance(v, str) and not v.strip())
+            if missing.any():
+                raise DataError("Missing label value(s); every training row needs a label.", source=path,
+                                column=col, rows=[int(r) for r in df.loc[missing, ROW]])
         out[col] = out[col].where(~missing, "").map(_to_text)
-    out[ROW] = range(1, len(out) + 1)
+    out[ROW] = df[ROW].to_numpy()
     out[SOURCE] = str(path)
     return out
 
@@ -86,14 +89,19 @@ def load_splits(cfg: DataConfig) -> Splits:
     Raises:
         DataError: unreadable files, missing columns, or fatal check findings.
     """
-    train = read_split(cfg.train, cfg, "train")
+    files = {"train": read_split(cfg.train, cfg, "train")}
+    for key in ("valid", "test"):
+        if getattr(cfg, key) is not None:
+            files[key] = read_split(getattr(cfg, key), cfg, key)
+    rows = check_rows(files, cfg.text, cfg.label, cfg.checks)
+    train = rows.frames["train"]
     frames: dict[str, pd.DataFrame] = {}
     if cfg.test is not None:
-        frames["test"] = read_split(cfg.test, cfg, "test")
+        frames["test"] = rows.frames["test"]
     elif cfg.test_fraction > 0:
         train, frames["test"] = stratified_split(train, cfg.label, cfg.test_fraction, cfg.split_seed)
     if cfg.valid is not None:
-        frames["valid"] = read_split(cfg.valid, cfg, "valid")
+        frames["valid"] = rows.frames["valid"]
     else:
         frac = cfg.valid_fraction / (1 - (0 if cfg.test is not None else cfg.test_fraction))
         train, frames["valid"] = stratified_split(train, cfg.label, frac, cfg.split_seed + 1)
@@ -102,5 +110,5 @@ def load_splits(cfg: DataConfig) -> Splits:
     if len(labels) < 2:
         raise DataError(f"Only {len(labels)} label value(s) found in train ({labels}); classification "
                         "needs at least 2.", source=cfg.train, column=cfg.label)
-    checked = check_splits(frames, cfg.text, cfg.label, labels, cfg.checks)
+    checked = check_sets(CheckResult(frames, rows.issues), cfg.text, cfg.label, labels, cfg.checks)
     return Splits(frames=checked.frames, labels=labels, issues=checked.issues)

@@ -14,6 +14,8 @@ import pandas as pd
 
 from taskfit.errors import DataError
 
+ROW = "_row"  # column holding each row's 1-based data row number in its source file
+
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
@@ -36,14 +38,15 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
             header = next(reader)
         except StopIteration:
             raise DataError("The file is empty (no header row).", source=path) from None
-        rows, bad = [], []
+        rows, numbers, bad = [], [], []
         for i, row in enumerate(reader, start=1):
             if not row:
-                continue  # blank line
+                continue  # blank line: still counted, so numbers match what an editor shows
             if len(row) != len(header):
                 bad.append(i)
             else:
                 rows.append(row)
+                numbers.append(i)
     if bad:
         raise DataError(
             f"{len(bad)} malformed row(s): expected {len(header)} fields ({', '.join(header)}) per row. "
@@ -51,11 +54,13 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
             source=path,
             rows=bad,
         )
-    return pd.DataFrame(rows, columns=header, dtype=object)
+    df = pd.DataFrame(rows, columns=header, dtype=object)
+    df[ROW] = numbers
+    return df
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
-    records, bad = [], []
+    records, numbers, bad = [], [], []
     with open(path, encoding="utf-8-sig") as fh:
         for i, line in enumerate(fh, start=1):
             if not line.strip():
@@ -69,6 +74,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 bad.append(i)
                 continue
             records.append(obj)
+            numbers.append(i)
     if bad:
         raise DataError(
             f"{len(bad)} line(s) are not JSON objects; each line must be one object like "
@@ -76,15 +82,21 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             source=path,
             rows=bad,
         )
-    return pd.DataFrame.from_records(records)
+    if not records:
+        raise DataError("The file is empty (no JSON lines).", source=path)
+    df = pd.DataFrame.from_records(records)
+    df[ROW] = numbers
+    return df
 
 
-def read_table(path: str | Path, limit: int | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, limit: int | None = None, row_numbers: bool = False) -> pd.DataFrame:
     """Read a data file into a DataFrame of objects.
 
     Args:
         path: the file; its suffix decides the format.
         limit: keep only the first ``limit`` rows.
+        row_numbers: add a ``_row`` column with each row's 1-based number in the file (blank lines
+            counted), which every data error and check finding quotes.
 
     Raises:
         DataError: the file is missing, of an unknown type, empty or malformed.
@@ -110,8 +122,12 @@ def read_table(path: str | Path, limit: int | None = None) -> pd.DataFrame:
         if isinstance(e, DataError):
             raise
         raise DataError(f"Cannot read the file as {fmt}: {e}", source=path) from None
+    if ROW not in df.columns:
+        df[ROW] = range(1, len(df) + 1)
     if limit is not None:
         df = df.iloc[:limit]
+    if not row_numbers:
+        df = df.drop(columns=[ROW])
     return df.reset_index(drop=True)
 
 

@@ -17,7 +17,7 @@ from taskfit.methods.base import METHODS, Method, MethodConfig
 class FrozenConfig(MethodConfig):
     """Freeze the pretrained backbone and train the task head only."""
 
-    name: Literal["frozen"] = "frozen"
+    name: Literal["frozen"] = Field("frozen", description="The method's registry name.")
     train_layer_norm: bool = Field(
         False, description="Also train the backbone's LayerNorm weights (a few thousand parameters)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import Field
 
 from taskfit.methods.base import METHODS, Method, MethodConfig
 
@@ -12,7 +13,7 @@ from taskfit.methods.base import METHODS, Method, MethodConfig
 class FullConfig(MethodConfig):
     """Train all parameters. Best accuracy, largest optimiser state (about 3× the weights in memory)."""
 
-    name: Literal["full"] = "full"
+    name: Literal["full"] = Field("full", description="The method's registry name.")
 
 
 def _apply(model: torch.nn.Module, cfg: FullConfig, head_names: list[str]) -> torch.nn.Module:

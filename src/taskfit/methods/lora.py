@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from taskfit.methods.base import METHODS, Method, MethodConfig
 
@@ -18,9 +18,9 @@ from taskfit.methods.base import METHODS, Method, MethodConfig
 class LoraConfigBlock(MethodConfig):
     """Low-rank adaptation of the attention (and optionally feed-forward) projections."""
 
-    name: Literal["lora"] = "lora"
+    name: Literal["lora"] = Field("lora", description="The method's registry name.")
     r: int = Field(8, ge=1, le=1024, description="Rank of the update; 4–16 is typical.")
-    alpha: float = Field(16.0, gt=0, description="Scaling numerator: the update is multiplied by alpha/r.")
+    alpha: int = Field(16, gt=0, description="Scaling numerator: the update is multiplied by alpha/r.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["attention", "all-linear"] = Field(
         "attention",
@@ -29,11 +29,12 @@ class LoraConfigBlock(MethodConfig):
     )
     save_adapter: bool = Field(True, description="Also save the bare adapter (PEFT format) beside the model.")
 
-    @model_validator(mode="after")
-    def _non_empty_targets(self) -> LoraConfigBlock:
-        if isinstance(self.target_modules, list) and not self.target_modules:
-            raise ValueError("target_modules is an empty list; name at least one layer, e.g. [query, value]")
-        return self
+    @field_validator("target_modules")
+    @classmethod
+    def _non_empty_targets(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty list adapts nothing; name at least one layer, e.g. [query, value]")
+        return v
 
 
 _ATTENTION_SUFFIXES = ["query", "key", "value", "q_proj", "k_proj", "v_proj", "q_lin", "k_lin", "v_lin"]

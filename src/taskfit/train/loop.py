@@ -182,7 +182,7 @@ def train_loop(
 
     pos = {"epoch": 0, "batch": 0, "step": 0}
     es: dict[str, Any] = {"best": None, "best_step": None, "bad": 0}
-    counters = {"samples": 0, "tokens": 0, "seconds": 0.0, "log_sum": 0.0, "log_n": 0}
+    counters: dict[str, Any] = {"samples": 0, "tokens": 0, "seconds": 0.0, "log_sum": 0.0, "log_n": 0}
     if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
         state = load_checkpoint(ckpt)
         model.load_state_dict(state["trainable"], strict=False)
@@ -262,11 +262,11 @@ def train_loop(
                 counters["seconds"] += time.perf_counter() - t0
                 step, epoch_f = pos["step"], pos["epoch"] + pos["batch"] / len(batches)
                 rate = counters["samples"] / max(counters["seconds"], 1e-9)
-                progress.step(step, loss.item(), scheduler.get_last_lr()[0], rate)
+                progress.step(step, loss.item(), float(scheduler.get_last_lr()[0]), rate)
                 if step % log_every == 0 or step == total:
                     append_jsonl(metrics_path, {"step": step, "epoch": round(epoch_f, 4),
                                                 "train_loss": counters["log_sum"] / max(1, counters["log_n"]),
-                                                "lr": scheduler.get_last_lr()[0]})
+                                                "lr": float(scheduler.get_last_lr()[0])})
                     counters["log_sum"], counters["log_n"] = 0.0, 0
                 if pos["batch"] >= len(batches):
                     pos["epoch"], pos["batch"] = pos["epoch"] + 1, 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: str | Path, write: Callable[[Path], object]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,7 +53,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, default=_json_default) + "\n")
 
 
-def atomic_save(path: str | Path, save: Callable[[Path], None]) -> None:
+def atomic_save(path: str | Path, save: Callable[[Path], object]) -> None:
     """Atomically produce ``path`` with a custom writer (e.g. ``torch.save``) given a temp path."""
     _atomic(path, save)
 

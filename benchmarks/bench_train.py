@@ -96,11 +96,11 @@ def run_hf(args: argparse.Namespace, data: dict, model_dir: Path, strategy: str,
     return _score(model, data, wall, args)
 
 
-def run_taskfit(args: argparse.Namespace, data: dict, model_dir: Path) -> dict:
+def run_taskfit(args: argparse.Namespace, data: dict, model_dir: Path, precision: str = "auto") -> dict:
     task = TextClassification()
     model, heads = build(model_dir, data["labels"], attention_kernel("auto"), args.arch, args.seed)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                      warmup=0.06, checkpoint_every=10_000, eval_every=10_000)
+                      warmup=0.06, checkpoint_every=10_000, eval_every=10_000, precision=precision)
     run_dir = OUT / "taskfit-run"
     t0 = time.perf_counter()
     train_loop(model=model, task=task, train=data["train"], valid=data["test"], labels=data["labels"], cfg=cfg,
@@ -140,6 +140,8 @@ def main() -> None:
         "hf_group_by_length": lambda: run_hf(args, data, model_dir, "group_by_length", False),
         "hf_group_by_length_bf16": lambda: run_hf(args, data, model_dir, "group_by_length", True),
         "taskfit": lambda: run_taskfit(args, data, model_dir),
+        # the same loop in fp32: isolates what bf16 autocast does to accuracy
+        "taskfit_fp32": lambda: run_taskfit(args, data, model_dir, "fp32"),
     }
     results = {}
     for name, fn in settings.items():

@@ -30,6 +30,9 @@ def _offline_defaults() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # taskfit draws its own progress; HF's load/save bars are noise
 
 
 class BarProgress(TrainProgress):
@@ -40,6 +43,9 @@ class BarProgress(TrainProgress):
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=console, transient=False)
         self.task_id: Any = None
+
+    def note(self, message: str) -> None:
+        console.print(message, highlight=False, markup=False)
 
     def start(self, total_steps: int, done_steps: int) -> None:
         self.bar.start()

@@ -134,6 +134,12 @@ def train_recipe(
         run_dir = run_dir_for(recipe, resume=False)
     task, splits, model_dir, tokenizer = prepare(recipe)
     t_prep = time.perf_counter()
+    progress = progress or Progress()
+    rows = ", ".join(f"{k} {len(v)}" for k, v in splits.frames.items())
+    progress.note(f"data: {len(splits.labels)} labels; rows: {rows}")
+    for issue in splits.issues:
+        where = f" (file {issue['file']}, rows {', '.join(map(str, issue['rows'][:10]))})" if issue["rows"] else ""
+        progress.note(f"  {issue['severity']}: {issue['message']}{where}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume_dir is None:

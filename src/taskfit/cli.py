@@ -134,9 +134,9 @@ def validate(
 @app.command()
 def demo(
     dataset: str = typer.Option("bbc_news", help="Packaged dataset: bbc_news (en) or zh_sentiment (zh)."),
-    rows: int | None = typer.Option(None, help="Use a sample of this many rows (default: all)."),
+    rows: int | None = typer.Option(None, min=50, help="Use a sample of this many rows, at least 50 (default: all)."),
     method: str = typer.Option("full", help="Tuning method: full, lora or frozen."),
-    epochs: float = typer.Option(2, help="Training epochs."),
+    epochs: float = typer.Option(2, min=0.01, help="Training epochs."),
     out: Path = typer.Option(Path("runs"), help="Where to put the run directory."),
 ) -> None:
     """Fine-tune the packaged all-MiniLM-L6-v2 on a packaged real dataset and report."""
@@ -185,7 +185,7 @@ def predict(
     texts: list[str] | None = typer.Argument(None, help="Texts to classify."),
     input: Path | None = typer.Option(None, "--input", help="File of texts (csv/tsv/jsonl/parquet, or .txt lines)."),
     output: Path | None = typer.Option(None, "--output", help="Write JSONL predictions here (default stdout)."),
-    top_k: int = typer.Option(3, help="How many labels with probabilities to show."),
+    top_k: int = typer.Option(3, min=1, help="How many labels with probabilities to show (at least 1)."),
 ) -> None:
     """Predict labels with probabilities for texts given inline or in a file."""
     _offline_defaults()
@@ -250,7 +250,7 @@ def schema(markdown: bool = typer.Option(False, help="Print the recipe reference
 def dataset(
     name: str = typer.Argument(..., help="bbc_news or zh_sentiment"),
     dest: Path = typer.Argument(..., help="CSV file to write"),
-    rows: int | None = typer.Option(None, help="Random sample of this many rows."),
+    rows: int | None = typer.Option(None, min=1, help="Random sample of this many rows."),
 ) -> None:
     """Write a packaged real dataset to a CSV (text,label) to try taskfit on."""
     from taskfit.data.packaged import write_dataset

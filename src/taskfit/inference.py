@@ -85,6 +85,8 @@ class Predictor:
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
         """One dict per text: ``label``, ``score`` and the ``top_k`` (label, probability) pairs."""
+        if top_k < 1:
+            raise DataError(f"top_k must be at least 1, got {top_k}.")
         probs = self.predict_proba(texts, pairs)
         out = []
         for row in probs:

@@ -194,3 +194,11 @@ def test_schema_and_models(tmp_path):
     assert res.returncode == 0 and json.loads(res.stdout)["title"] == "Recipe"
     res = taskfit("models")
     assert res.returncode == 0 and "all-MiniLM-L6-v2" in res.stdout
+
+
+def test_out_of_range_flags_are_refused_before_any_work(tmp_path):
+    res = taskfit("demo", "--rows", "0", "--out", str(tmp_path / "runs"))
+    assert res.returncode == 2 and "--rows" in res.stderr
+    assert not (tmp_path / "runs").exists()
+    res = taskfit("predict", str(tmp_path), "hello", "--top-k", "0")
+    assert res.returncode == 2 and "--top-k" in res.stderr

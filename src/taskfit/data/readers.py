@@ -103,8 +103,8 @@ def read_table(path: str | Path, limit: int | None = None, row_numbers: bool = F
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError("File not found. Check the path in the recipe (relative paths start at the "
-                        "recipe's folder or the current directory).", source=path)
+        raise DataError("File not found. Check the path: relative paths start at the current directory "
+                        "(in a recipe, at the recipe's folder).", source=path)
     fmt = detect_format(path)
     try:
         if fmt in ("csv", "tsv"):

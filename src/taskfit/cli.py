@@ -65,7 +65,8 @@ class BarProgress(TrainProgress):
 
 def _fail(e: TaskfitError) -> None:
     err_console.print(f"[bold red]error:[/] {type(e).__name__}: ", end="", highlight=False)
-    err_console.print(str(e), markup=False, highlight=False)
+    # soft_wrap: never insert line breaks into paths and values the user may copy from the message
+    err_console.print(str(e), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 

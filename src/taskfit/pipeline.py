@@ -91,6 +91,12 @@ def prepare(recipe: Recipe) -> tuple[Task, Splits, Path, Any]:
     """All checks that need no training: data, labels, model. Returns (task, splits, model_dir, tokenizer)."""
     from transformers import AutoTokenizer
 
+    from taskfit.validate import input_problems
+
+    # Files, columns and model all at once (as `taskfit validate` does), before reading any rows.
+    problems = input_problems(recipe)
+    if problems:
+        raise ConfigError(f"The recipe's inputs have {len(problems)} problem(s):", problems)
     task = make_task(recipe)
     splits = load_splits(recipe.data)
     model_dir = resolve_model(recipe.model.name)

@@ -8,7 +8,6 @@ step), early-stopping state and every RNG state. ``latest`` is a small pointer f
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     # weights_only=False: the state holds RNG tuples and numpy arrays; the file is our own output.
     return torch.load(path, map_location="cpu", weights_only=False)
 
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

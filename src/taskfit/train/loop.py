@@ -33,7 +33,7 @@ from taskfit.train.checkpoint import (
     trainable_state,
 )
 from taskfit.train.schedule import make_scheduler, warmup_steps
-from taskfit.utils.io import append_jsonl, atomic_save, atomic_write_text, read_jsonl
+from taskfit.utils.io import append_jsonl, atomic_save, read_jsonl, write_jsonl
 
 LOWER_IS_BETTER = {"loss", "log_loss", "ece"}
 
@@ -172,7 +172,8 @@ def train_loop(
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
-    batcher = BucketBatcher(train.lengths(), cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
+    lengths = train.lengths()
+    batcher = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
     per_epoch = math.ceil(len(batcher) / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     eval_every = cfg.eval_every or per_epoch
@@ -193,7 +194,7 @@ def train_loop(
         set_rng_state(state["rng"])
         # Lines logged after this checkpoint by the interrupted process will be logged again.
         kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= pos["step"]]
-        atomic_write_text(metrics_path, "".join(_jsonl(r) for r in kept))
+        write_jsonl(metrics_path, kept)
     else:
         metrics_path.unlink(missing_ok=True)
         torch.manual_seed(cfg.seed)  # dropout stream
@@ -244,8 +245,9 @@ def train_loop(
                 pos["batch"] += 1
                 acc += 1
                 counters["samples"] += len(idx)
-                counters["tokens"] += int(batch["attention_mask"].sum())
-                counters["log_sum"] += loss.item()
+                counters["tokens"] += int(lengths[idx].sum())  # known already: no device sync
+                loss_value = loss.item()
+                counters["log_sum"] += loss_value
                 counters["log_n"] += 1
                 if acc < cfg.grad_accum and pos["batch"] < len(batches):
                     counters["seconds"] += time.perf_counter() - t0
@@ -263,7 +265,7 @@ def train_loop(
                 counters["seconds"] += time.perf_counter() - t0
                 step, epoch_f = pos["step"], pos["epoch"] + pos["batch"] / len(batches)
                 rate = counters["samples"] / max(counters["seconds"], 1e-9)
-                progress.step(step, loss.item(), float(scheduler.get_last_lr()[0]), rate)
+                progress.step(step, loss_value, float(scheduler.get_last_lr()[0]), rate)
                 if step % log_every == 0 or step == total:
                     append_jsonl(metrics_path, {"step": step, "epoch": round(epoch_f, 4),
                                                 "train_loss": counters["log_sum"] / max(1, counters["log_n"]),
@@ -299,8 +301,3 @@ def train_loop(
         tokens_seen=counters["tokens"], precision="bf16" if dtype is not None else "fp32", device=str(device),
     )
 
-
-def _jsonl(record: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(record, ensure_ascii=False) + "\n"

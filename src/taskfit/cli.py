@@ -71,18 +71,17 @@ def _fail(e: TaskfitError) -> None:
 
 
 def _print_run(summary: Any) -> None:
-    from taskfit.evaluate import render_history, render_metrics
+    from taskfit.evaluate import render_history
 
     render_history(console, summary.train.history)
     shown = summary.test_metrics or summary.valid_metrics
-    render_metrics(console, shown, "test" if summary.test_metrics else "validation")
+    summary.task.render(console, shown, "test" if summary.test_metrics else "validation")
     t = summary.train
     console.print(f"\n[bold]run directory:[/] {summary.run_dir}\n[bold]report:[/] {summary.report}")
     console.print(f"trained {t.steps} steps in {t.train_seconds:.1f} s ({t.samples_per_s:.0f} samples/s, "
                   f"{t.precision} on {t.device})")
     if summary.test_metrics:
-        m = summary.test_metrics
-        console.print(f"[bold green]test accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}[/]")
+        console.print(f"[bold green]test {summary.task.summary(summary.test_metrics)}[/]", highlight=False)
 
 
 @app.command()
@@ -167,15 +166,15 @@ def eval_cmd(
 ) -> None:
     """Score a trained model on a labelled file."""
     _offline_defaults()
-    from taskfit.evaluate import render_metrics
     from taskfit.inference import Predictor
     from taskfit.utils.io import atomic_write_json
 
     try:
-        metrics = Predictor.load(run_dir).evaluate_file(data)
+        predictor = Predictor.load(run_dir)
+        metrics = predictor.evaluate_file(data)
     except TaskfitError as e:
         _fail(e)
-    render_metrics(console, metrics, str(data))
+    predictor.task.render(console, metrics, str(data))
     if json_out:
         atomic_write_json(json_out, metrics)
 
@@ -183,12 +182,13 @@ def eval_cmd(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory (or its model/ directory)."),
-    texts: list[str] | None = typer.Argument(None, help="Texts to classify."),
+    texts: list[str] | None = typer.Argument(None, help="Inputs: texts, queries, prompts or image paths."),
     input: Path | None = typer.Option(None, "--input", help="File of texts (csv/tsv/jsonl/parquet, or .txt lines)."),
     output: Path | None = typer.Option(None, "--output", help="Write JSONL predictions here (default stdout)."),
     top_k: int = typer.Option(3, min=1, help="How many labels with probabilities to show (at least 1)."),
 ) -> None:
-    """Predict labels with probabilities for texts given inline or in a file."""
+    """Predict for inputs given inline or in a file (labels with probabilities, entities, top-k answers,
+    generated text, image labels: whatever the model's task gives)."""
     _offline_defaults()
     from taskfit.inference import Predictor
     from taskfit.utils.io import atomic_write_text
@@ -197,13 +197,13 @@ def predict(
         predictor = Predictor.load(run_dir)
         items = list(texts or [])
         if input is not None:
-            items += _read_texts(input, predictor.meta["text"])
+            items += _read_texts(input, predictor.task.required_columns(labelled=False)[0])
         if not items:
-            raise typer.BadParameter("give texts as arguments or --input FILE")
+            raise typer.BadParameter("give inputs as arguments or --input FILE")
         preds = predictor.predict(items, top_k=top_k)
     except TaskfitError as e:
         _fail(e)
-    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for t, p in zip(items, preds, strict=True)]
+    lines = [json.dumps({"input": t, **p}, ensure_ascii=False) for t, p in zip(items, preds, strict=True)]
     if output:
         atomic_write_text(output, "\n".join(lines) + "\n")
         console.print(f"{len(lines)} predictions written to {output}")

@@ -50,7 +50,8 @@ class ChecksConfig(_Strict):
 class DataConfig(_Strict):
     """Where the rows come from and which columns hold what."""
 
-    train: Path = Field(description="Training file: .csv, .tsv, .jsonl/.json or .parquet.")
+    train: Path = Field(description="Training file: .csv, .tsv, .jsonl/.json or .parquet; for ner also CoNLL "
+                        "(.conll/.bio/.txt); for image_classification also a folder with one sub-folder per class.")
     valid: Path | None = Field(None, description="Validation file; if absent, split from train.")
     test: Path | None = Field(None, description="Test file; if absent and test_fraction > 0, split from train.")
     text: str = Field("text", description="Column with the input text.")
@@ -78,6 +79,125 @@ class DataConfig(_Strict):
         return self
 
 
+# --------------------------------------------------------------------------------------------------
+# Task options: one block per task, discriminated on ``name`` (``task: ner`` is short for ``{name: ner}``).
+# The task modules (taskfit.tasks.*) read these; they live here so loading a recipe imports no torch.
+
+
+class TaskOptions(_Strict):
+    """Options common to every task block."""
+
+    name: str
+
+
+class TextClassificationOptions(TaskOptions):
+    """Text (or text pair, ``data.text_pair``) → one label from ``data.label``."""
+
+    name: Literal["text_classification"] = Field("text_classification", description="The task.")
+
+
+class MultiLabelOptions(TaskOptions):
+    """Text → any number of labels; ``data.label`` holds them joined by ``separator`` (or a JSON list)."""
+
+    name: Literal["multi_label"] = Field("multi_label", description="The task.")
+    separator: str = Field("|", min_length=1, description="Separator between labels in the label column.")
+    threshold: float | Literal["tune"] = Field(
+        "tune", description="Decision threshold on each label's probability; 'tune' picks per label on validation."
+    )
+
+
+class RegressionOptions(TaskOptions):
+    """Text → a number (risk score, sentiment intensity); ``data.label`` holds the target."""
+
+    name: Literal["regression"] = Field("regression", description="The task.")
+    normalize: bool = Field(True, description="Train on standardised targets (mean 0, sd 1); predictions are "
+                            "mapped back to the original scale.")
+
+
+class NerOptions(TaskOptions):
+    """Tokens → one tag per token (BIO/BIOES). Reads CoNLL files (token per line, blank line between
+    sentences) or JSONL / tables with a token-list column and a tag-list column."""
+
+    name: Literal["ner"] = Field("ner", description="The task.")
+    tokens: str = Field("tokens", description="Column holding the token list (JSONL/tables).")
+    tags: str = Field("tags", description="Column holding the tag list, one per token (JSONL/tables).")
+    scheme: Literal["auto", "BIO", "BIOES"] = Field(
+        "auto", description="Tag scheme of the data; auto detects it. Tags outside the scheme are errors."
+    )
+    tag_column: int = Field(-1, description="CoNLL files: which whitespace-separated column holds the tag.")
+    label_all_subtokens: bool = Field(
+        False, description="Train on every sub-word piece (I- tags) rather than only the first piece of a word."
+    )
+
+
+class RetrievalOptions(TaskOptions):
+    """Query → the best answers from a fixed set (FAQ matching): a bi-encoder trained with in-batch negatives."""
+
+    name: Literal["retrieval"] = Field("retrieval", description="The task.")
+    query: str = Field("query", description="Column with the query (user question).")
+    answer: str = Field("answer", description="Column with the matching answer / FAQ entry.")
+    negatives: str | None = Field(
+        None, description="Optional column of hard negatives (one text, or several joined by ' || ')."
+    )
+    temperature: float = Field(0.05, gt=0, le=1, description="Softmax temperature of the contrastive loss.")
+    pooling: Literal["mean", "cls"] = Field("mean", description="How token vectors become one vector.")
+    query_prefix: str = Field("auto", description="Text put before each query ('auto': 'query: ' for E5 models).")
+    passage_prefix: str = Field("auto", description="Text put before each answer ('auto': 'passage: ' for E5).")
+    recall_at: list[int] = Field([1, 5, 10], description="The k of the recall@k metrics.")
+
+
+class GenerationOptions(TaskOptions):
+    """Instruction / chat tuning of a causal LM: loss on response tokens only."""
+
+    name: Literal["generation"] = Field("generation", description="The task.")
+    prompt: str = Field("prompt", description="Column with the instruction / user turn.")
+    response: str = Field("response", description="Column with the wanted answer.")
+    messages: str | None = Field(
+        None, description="Instead of prompt/response: a column of chat messages [{role, content}, ...]."
+    )
+    system: str | None = Field(None, description="A system prompt put before every conversation.")
+    chat_template: bool = Field(True, description="Format with the tokenizer's chat template when it has one.")
+    packing: bool = Field(True, description="Pack several short examples into one sequence (no cross-attention "
+                          "between them) to waste no compute on padding.")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Tokens generated per prompt when predicting.")
+    eval_prompts: int = Field(32, ge=0, description="Held-out prompts generated for exact match at evaluation.")
+
+
+class ImageClassificationOptions(TaskOptions):
+    """Image → one label. ``data.train`` is a folder with one sub-folder per class, or a table with an image
+    path column (paths relative to the table's folder) and ``data.label``."""
+
+    name: Literal["image_classification"] = Field("image_classification", description="The task.")
+    image: str = Field("image", description="Column with image paths (tables only).")
+    image_size: int = Field(224, ge=16, le=1024, description="Images are resized to this square size.")
+    flip: bool = Field(True, description="Augmentation: random horizontal flips.")
+    crop: float = Field(0.8, gt=0, le=1, description="Augmentation: random crops keeping at least this share of "
+                        "the area (1 = off).")
+    rotation: float = Field(10.0, ge=0, le=180, description="Augmentation: random rotation up to ± degrees.")
+    color_jitter: float = Field(0.2, ge=0, le=1, description="Augmentation: brightness/contrast/saturation jitter.")
+
+
+TASK_OPTIONS: dict[str, type[TaskOptions]] = {
+    c.model_fields["name"].default: c
+    for c in (TextClassificationOptions, MultiLabelOptions, RegressionOptions, NerOptions, RetrievalOptions,
+              GenerationOptions, ImageClassificationOptions)
+}
+TaskBlock = Annotated[
+    Union[TextClassificationOptions, MultiLabelOptions, RegressionOptions, NerOptions, RetrievalOptions,
+          GenerationOptions, ImageClassificationOptions],
+    Field(discriminator="name"),
+]
+
+
+def task_options(value: str | dict[str, Any]) -> TaskOptions:
+    """Validate one task block (``"ner"`` or ``{"name": "ner", ...}``)."""
+    tree = {"name": value} if isinstance(value, str) else dict(value)
+    cls = TASK_OPTIONS.get(tree.get("name", ""))
+    if cls is None:
+        raise ConfigError(f"unknown task {tree.get('name')!r}; available: {', '.join(TASK_OPTIONS)}")
+    return cls.model_validate(tree)
+
+
 class ModelConfig(_Strict):
     """The pretrained backbone."""
 
@@ -91,7 +211,10 @@ class ModelConfig(_Strict):
 class EarlyStopping(_Strict):
     """Stop when the validation metric has not improved for `patience` evaluations."""
 
-    metric: str = Field("macro_f1", description="Validation metric to watch (accuracy, macro_f1, loss...).")
+    metric: str | None = Field(
+        None, description="Validation metric to watch (loss, accuracy, macro_f1, f1, recall@1...); default: "
+        "the task's main metric."
+    )
     patience: int | None = Field(None, ge=1, description="Evaluations without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as an improvement.")
 
@@ -140,14 +263,25 @@ class OutputConfig(_Strict):
 class Recipe(_Strict):
     """A taskfit recipe."""
 
-    task: Literal["text_classification"] = Field(
-        "text_classification", description="What to learn; one of the registered tasks."
+    task: TaskBlock = Field(
+        default_factory=TextClassificationOptions,
+        description="What to learn: a task name (text_classification, multi_label, regression, ner, retrieval, "
+        "generation, image_classification) or a block {name: ..., options}.",
     )
     data: DataConfig = Field(description="Input data.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pretrained backbone.")
     method: MethodBlock = Field(default_factory=FullConfig, description="Tuning method (by name).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Run directory.")
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_name(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"name": v}
+        if isinstance(v, dict) and "name" in v and v["name"] not in TASK_OPTIONS:
+            raise ValueError(f"unknown task {v['name']!r}; available: {', '.join(TASK_OPTIONS)}")
+        return v
 
     @field_validator("method", mode="before")
     @classmethod
@@ -188,7 +322,9 @@ def _clean_loc(raw: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
     method = None
     loc = []
     for i, p in enumerate(raw):
-        if i == 1 and raw[0] == "method" and isinstance(p, str) and p in METHODS:
+        if i == 1 and isinstance(p, str) and (
+            (raw[0] == "method" and p in METHODS) or (raw[0] == "task" and p in TASK_OPTIONS)
+        ):
             method = p
         elif isinstance(p, str) and ("[" in p or p in ("function-after", "function-before")):
             continue
@@ -204,7 +340,10 @@ def _format_error(err: dict[str, Any]) -> tuple[str, str]:
     kind = err["type"]
     value = err.get("input")
     if kind == "extra_forbidden":
-        parent = METHODS.get(method).config_cls if method and len(loc) == 2 else _model_at(loc[:-1])
+        if method and len(loc) == 2:
+            parent: Any = TASK_OPTIONS[method] if loc[0] == "task" else METHODS.get(method).config_cls
+        else:
+            parent = _model_at(loc[:-1])
         allowed = sorted(parent.model_fields) if parent else []
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" Did you mean {guess[0]!r}?" if guess else ""

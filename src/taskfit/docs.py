@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from taskfit.config import Recipe
+from taskfit.config import TASK_OPTIONS, Recipe
 from taskfit.methods import METHODS
 
 
@@ -18,7 +18,7 @@ def _type_name(annotation: Any) -> str:
 def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     lines: list[str] = []
     for name, field in model.model_fields.items():
-        if prefix == "" and name == "method":
+        if prefix == "" and name in ("method", "task"):
             continue
         ann = field.annotation
         sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
@@ -36,6 +36,12 @@ def recipe_reference() -> str:
     out = ["# Recipe reference", "", "Generated from the schema by `taskfit schema --markdown`.", "",
            "| key | type | default | description |", "|---|---|---|---|"]
     out += _rows(Recipe, "")
+    out += ["", "## task (choose one by `name`; `task: ner` is short for `task: {name: ner}`)", ""]
+    for name, cls in TASK_OPTIONS.items():
+        out += [f"### `{name}`: {(cls.__doc__ or '').split(chr(10) + chr(10))[0].strip()}", ""]
+        rows = [r for r in _rows(cls, "task.") if not r.startswith("| `task.name`")]
+        head = ["| key | type | default | description |", "|---|---|---|---|"]
+        out += [*head, *rows, ""] if rows else ["(no options)", ""]
     out += ["", "## method (choose one by `name`)", ""]
     for name in METHODS.names():
         m = METHODS.get(name)

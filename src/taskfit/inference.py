@@ -12,15 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from taskfit.config import DataConfig
-from taskfit.data.checks import ROW
-from taskfit.data.load import read_split
 from taskfit.errors import DataError, NotFittedError
-from taskfit.tasks import TASKS, Encoded, Task
-from taskfit.train import evaluate
+from taskfit.tasks import TASKS, Task
 from taskfit.train.loop import pick_device, pick_precision
 
 
@@ -38,10 +34,10 @@ def model_dir_of(path: str | Path) -> Path:
 
 @dataclass
 class Predictor:
-    """A loaded model ready to predict."""
+    """A loaded model ready to predict, for any task."""
 
     model: torch.nn.Module
-    tokenizer: Any
+    processor: Any
     meta: dict[str, Any]
     task: Task
     device: torch.device
@@ -49,62 +45,45 @@ class Predictor:
 
     @property
     def labels(self) -> list[str]:
-        return list(self.meta["labels"])
+        return list(self.meta.get("labels") or [])
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor
 
     @classmethod
     def load(cls, path: str | Path, precision: str = "fp32") -> Predictor:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         mdir = model_dir_of(path)
         meta = json.loads((mdir / "taskfit.json").read_text(encoding="utf-8"))
+        task = TASKS.get(meta["task"]).from_meta(meta)
         device = pick_device()
-        model = AutoModelForSequenceClassification.from_pretrained(mdir).to(device).eval()
-        task = TASKS.get(meta["task"])(text=meta["text"], text_pair=meta.get("text_pair"), label=meta["label"])  # type: ignore[call-arg]
-        return cls(model, AutoTokenizer.from_pretrained(mdir), meta, task, device,
-                   pick_precision(precision, device))
-
-    def _encode(self, frame: pd.DataFrame) -> Encoded:
-        return self.task.encode(frame, self.tokenizer, self.labels, self.meta["max_length"])
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id or 0
+        processor = task.load_processor(mdir)
+        model = task.load_trained(mdir, meta).to(device).eval()
+        return cls(model, processor, meta, task, device, pick_precision(precision, device))
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Class probabilities, shape [N, C], in ``self.labels`` order."""
+        """Class probabilities, shape [N, C], in ``self.labels`` order (classification tasks)."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        cols = {self.meta["text"]: [str(t) for t in texts]}
-        if self.meta.get("text_pair"):
-            if pairs is None or len(pairs) != len(texts):
-                raise DataError(f"This model reads text pairs: give one {self.meta['text_pair']!r} per text.")
-            cols[self.meta["text_pair"]] = [str(p) for p in pairs]
-        enc = self._encode(pd.DataFrame(cols))
-        _, logits = evaluate(self.model, self.task, enc, self.labels, self.pad_id, self.device, self.dtype)
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        enc = self.task.encode(self.task.input_frame(texts, pairs), self.processor, self.labels)
+        logits = np.stack(self.task.run_outputs(self.model, enc, self.device, self.dtype))
+        return torch.softmax(torch.from_numpy(logits.astype(np.float32)), dim=-1).numpy()
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
-        """One dict per text: ``label``, ``score`` and the ``top_k`` (label, probability) pairs."""
+    def predict(self, inputs: list[str], pairs: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
+        """One JSON-able dict per input (a label with scores, entities, answers, generated text...)."""
         if top_k < 1:
             raise DataError(f"top_k must be at least 1, got {top_k}.")
-        probs = self.predict_proba(texts, pairs)
-        out = []
-        for row in probs:
-            order = np.argsort(-row)[:top_k]
-            out.append({"label": self.labels[order[0]], "score": float(row[order[0]]),
-                        "top": [{"label": self.labels[i], "score": float(row[i])} for i in order]})
-        return out
+        return self.task.predict(self.model, self.processor, inputs, self.labels, self.device, self.dtype,
+                                 top_k=top_k, pairs=pairs)
 
     def evaluate_file(self, path: str | Path) -> dict[str, Any]:
-        """Score a labelled file; unknown labels and missing columns are DataErrors naming rows."""
-        cfg = DataConfig(train=Path(path), text=self.meta["text"], text_pair=self.meta.get("text_pair"),
-                         label=self.meta["label"], valid_fraction=0.1)
-        frame = read_split(Path(path), cfg, "data")
-        unknown = ~frame[cfg.label].isin(set(self.labels))
-        if unknown.any():
-            raise DataError(f"label(s) {sorted(set(frame.loc[unknown, cfg.label]))[:5]} are not among the "
-                            f"model's labels {self.labels}.", source=path, column=cfg.label,
-                            rows=[int(r) for r in frame.loc[unknown, ROW]])
-        metrics, _ = evaluate(self.model, self.task, self._encode(frame), self.labels, self.pad_id,
-                              self.device, self.dtype)
-        return metrics
+        """Score a labelled file with the task's own reader and checks (unknown labels name their rows)."""
+        cfg = DataConfig(train=Path(path), text=self.meta.get("text", "text"), text_pair=self.meta.get("text_pair"),
+                         label=self.meta.get("label", "label"), valid_fraction=0.1,
+                         max_length=int(self.meta.get("max_length", 128)))
+        problems = self.task.input_problems(cfg)
+        if problems:
+            raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=path)
+        frame = self.task.read_eval_file(cfg, self.labels)
+        enc = self.task.encode(frame, self.processor, self.labels)
+        return self.task.evaluate(self.model, enc, self.labels, self.device, self.dtype)

@@ -22,13 +22,13 @@ import torch
 
 from taskfit import __version__
 from taskfit.config import Recipe, load_recipe
-from taskfit.data import Splits, load_splits
+from taskfit.data import Splits
 from taskfit.errors import ConfigError
 from taskfit.evaluate import write_html_report
 from taskfit.methods import METHODS, count_trainable
 from taskfit.models import resolve_model
 from taskfit.tasks import TASKS, Task
-from taskfit.train import Progress, TrainResult, evaluate, train_loop
+from taskfit.train import Progress, TrainResult, train_loop
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -41,16 +41,16 @@ class RunSummary:
     test_metrics: dict[str, Any] | None
     valid_metrics: dict[str, Any]
     train: TrainResult
+    task: Task
 
 
 def make_task(recipe: Recipe) -> Task:
-    cls = TASKS.get(recipe.task)
-    return cls(text=recipe.data.text, text_pair=recipe.data.text_pair, label=recipe.data.label)  # type: ignore[call-arg]
+    return TASKS.get(recipe.task.name).from_config(recipe.task, recipe.data)
 
 
 def run_dir_for(recipe: Recipe, resume: bool) -> Path:
     """The run directory; refuses to clobber an existing run unless asked to."""
-    name = recipe.output.name or f"{recipe.task}-{datetime.now():%Y%m%d-%H%M%S}"
+    name = recipe.output.name or f"{recipe.task.name}-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = recipe.output.dir / name
     if run_dir.exists() and not resume:
         if not recipe.output.overwrite:
@@ -80,7 +80,12 @@ def hardware() -> dict[str, Any]:
 
 
 def _sha256(path: Path) -> str:
+    """Content hash of a data file; of a data folder (images), the hash of its files' names and hashes."""
     h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{f.relative_to(path)}\0{_sha256(f)}\n".encode())
+        return h.hexdigest()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -88,9 +93,7 @@ def _sha256(path: Path) -> str:
 
 
 def prepare(recipe: Recipe) -> tuple[Task, Splits, Path, Any]:
-    """All checks that need no training: data, labels, model. Returns (task, splits, model_dir, tokenizer)."""
-    from transformers import AutoTokenizer
-
+    """All checks that need no training: data, labels, model. Returns (task, splits, model_dir, processor)."""
     from taskfit.validate import input_problems
 
     # Files, columns and model all at once (as `taskfit validate` does), before reading any rows.
@@ -98,18 +101,19 @@ def prepare(recipe: Recipe) -> tuple[Task, Splits, Path, Any]:
     if problems:
         raise ConfigError(f"The recipe's inputs have {len(problems)} problem(s):", problems)
     task = make_task(recipe)
-    splits = load_splits(recipe.data)
+    splits = task.load_splits(recipe.data)
     model_dir = resolve_model(recipe.model.name)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return task, splits, model_dir, tokenizer
+    processor = task.load_processor(model_dir)
+    return task, splits, model_dir, processor
 
 
-def save_model(model: Any, tokenizer: Any, dest: Path, meta: dict[str, Any]) -> None:
+def save_model(task: Task, model: Any, processor: Any, dest: Path, meta: dict[str, Any],
+               splits: Splits | None = None) -> None:
     """Save in Hugging Face format plus taskfit.json, atomically (temp dir, then rename)."""
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    tmp.mkdir(parents=True)
+    task.save(model, processor, tmp, splits)
     atomic_write_json(tmp / "taskfit.json", meta)
     old = dest.with_name(dest.name + ".old")
     if dest.exists():
@@ -138,11 +142,10 @@ def train_recipe(
         raise ConfigError("Give a recipe or a run directory to resume.")
     else:
         run_dir = run_dir_for(recipe, resume=False)
-    task, splits, model_dir, tokenizer = prepare(recipe)
+    task, splits, model_dir, processor = prepare(recipe)
     t_prep = time.perf_counter()
     progress = progress or Progress()
-    rows = ", ".join(f"{k} {len(v)}" for k, v in splits.frames.items())
-    progress.note(f"data: {len(splits.labels)} labels; rows: {rows}")
+    progress.note(f"data: {task.describe_data(splits)}")
     for issue in splits.issues:
         where = f" (file {issue['file']}, rows {', '.join(map(str, issue['rows'][:10]))})" if issue["rows"] else ""
         progress.note(f"  {issue['severity']}: {issue['message']}{where}")
@@ -157,23 +160,22 @@ def train_recipe(
             if p is not None:
                 setattr(pinned.data, key, Path(p).resolve())
         atomic_write_text(run_dir / "recipe.yaml", pinned.to_yaml())
-    encoded = {s: task.encode(df, tokenizer, splits.labels, recipe.data.max_length) for s, df in splits.frames.items()}
+    encoded = {s: task.encode(df, processor, splits.labels) for s, df in splits.frames.items()}
 
     torch.manual_seed(recipe.train.seed)  # the new head's initial weights
     model, head_names = task.build_model(model_dir, splits.labels, attention_kernel(recipe.train.attention))
     method = METHODS.get(recipe.method.name)
     model = method.apply(model, recipe.method, head_names)
     trainable, total_params = count_trainable(model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     result = train_loop(model=model, task=task, train=encoded["train"], valid=encoded["valid"],
-                        labels=splits.labels, cfg=recipe.train, head_names=head_names, pad_id=pad_id,
+                        labels=splits.labels, cfg=recipe.train, head_names=head_names,
                         run_dir=run_dir, resume=resume_dir is not None, progress=progress)
     t_train = time.perf_counter()
 
     device = next(model.parameters()).device
     dtype = torch.bfloat16 if result.precision == "bf16" else None
-    scores = {s: evaluate(model, task, encoded[s], splits.labels, pad_id, device, dtype)[0]
+    scores: dict[str, dict[str, Any]] = {s: task.evaluate(model, encoded[s], splits.labels, device, dtype)
               for s in ("valid", "test") if s in encoded}
     if getattr(recipe.method, "save_adapter", False) and hasattr(model, "peft_config"):
         tmp = run_dir / "adapter.tmp"
@@ -183,17 +185,15 @@ def train_recipe(
         os.replace(tmp, run_dir / "adapter")
     final = method.finalize(model, recipe.method)
     meta = {
-        "taskfit_version": __version__, "task": recipe.task, "labels": splits.labels,
-        "text": recipe.data.text, "text_pair": recipe.data.text_pair, "label": recipe.data.label,
-        "max_length": recipe.data.max_length, "precision": result.precision,
+        "taskfit_version": __version__, **task.meta(), "labels": splits.labels, "precision": result.precision,
         "base_model": recipe.model.name, "method": recipe.method.model_dump(mode="json"),
-        "metrics": {s: _headline(m) for s, m in scores.items()},
+        "metrics": {s: _headline(task, m) for s, m in scores.items()},
         "data": {s: {"file": str(getattr(recipe.data, s) or recipe.data.train),
                      "sha256": _sha256(Path(getattr(recipe.data, s) or recipe.data.train)),
                      "rows": len(df)} for s, df in splits.frames.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    save_model(final.cpu(), tokenizer, run_dir / "model", meta)
+    save_model(task, final.cpu(), processor, run_dir / "model", meta, splits)
     timing = {"prepare_s": round(t_prep - t_start, 2), "train_s": round(result.train_seconds, 2),
               "wall_train_s": round(t_train - t_prep, 2), "total_s": round(time.perf_counter() - t_start, 2),
               "steps": result.steps, "train_samples_per_s": round(result.samples_per_s, 1),
@@ -201,7 +201,7 @@ def train_recipe(
               "precision": result.precision, "device": result.device,
               "trainable_params": trainable, "total_params": total_params,
               "stopped_early": result.stopped_early, "best": result.best}
-    stats = splits.stats(recipe.data.text, recipe.data.label)
+    stats = task.data_stats(splits)
     hw = hardware()
     results = {"valid": scores["valid"], "test": scores.get("test"), "timing": timing,
                "data_stats": stats, "data_issues": splits.issues, "hardware": hw}
@@ -210,27 +210,30 @@ def train_recipe(
         run_dir / "report.html", title=f"taskfit run {run_dir.name}", test_metrics=scores.get("test"),
         valid_metrics=scores["valid"], history=result.history, recipe_yaml=recipe.to_yaml(),
         data_stats=stats, data_issues=splits.issues, timing=timing, hardware=hw,
+        extra_sections=task.report_sections(scores),
     )
-    atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing))
-    return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result)
+    atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing, task))
+    return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result, task)
 
 
-def _headline(m: dict[str, Any]) -> dict[str, Any]:
-    return {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece", "loss", "n") if k in m}
+def _headline(task: Task, m: dict[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in (*task.headline, "n") if k in m}
 
 
-def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any]) -> str:
+def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any], task: Task) -> str:
     """A short model card in Markdown (the trust stage extends it)."""
-    lines = [f"# Model card: {recipe.task} on {recipe.model.name}", "",
-             f"- Labels: {', '.join(meta['labels'])}",
-             f"- Method: {recipe.method.name}; trainable parameters {timing['trainable_params']:,} "
-             f"of {timing['total_params']:,}",
-             f"- Trained {timing['steps']} steps in {timing['train_s']} s ({timing['precision']}, "
-             f"{timing['device']})", "", "## Metrics", "", "| split | accuracy | macro-F1 | ECE | rows |",
-             "|---|---|---|---|---|"]
+    keys = [k for k in task.headline if any(k in m for m in meta["metrics"].values())]
+    lines = [f"# Model card: {recipe.task.name} on {recipe.model.name}", ""]
+    if meta["labels"]:
+        lines.append(f"- Labels: {', '.join(meta['labels'])}")
+    lines += [f"- Method: {recipe.method.name}; trainable parameters {timing['trainable_params']:,} "
+              f"of {timing['total_params']:,}",
+              f"- Trained {timing['steps']} steps in {timing['train_s']} s ({timing['precision']}, "
+              f"{timing['device']})", "", "## Metrics", "", "| split | " + " | ".join(keys) + " | rows |",
+              "|---|" + "---|" * (len(keys) + 1)]
     for split, m in meta["metrics"].items():
-        lines.append(f"| {split} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
-                     f"{m.get('ece', 0):.4f} | {m.get('n', '')} |")
+        cells = [f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
+        lines.append(f"| {split} | " + " | ".join(cells) + f" | {m.get('n', '')} |")
     lines += ["", "## Data", ""]
     lines += [f"- {s}: `{d['file']}` ({d['rows']} rows, sha256 {d['sha256'][:12]}…)" for s, d in meta["data"].items()]
     lines += ["", "## Limits", "", "Scores hold for data like the test split above; check them on your own "

@@ -90,7 +90,7 @@ def test_predict_inline_and_file(trained_run, split_files, tmp_path):
     res = taskfit("predict", str(trained_run), politics, "新手机的电池很好", "--top-k", "5")
     assert res.returncode == 0, res.stderr
     lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
-    assert [x["text"] for x in lines] == [politics, "新手机的电池很好"]
+    assert [x["input"] for x in lines] == [politics, "新手机的电池很好"]
     assert lines[0]["label"] == "politics"
     for x in lines:
         assert abs(sum(t["score"] for t in x["top"]) - 1) < 1e-4  # all 5 labels shown: a distribution

@@ -53,10 +53,11 @@ def _batch(model_dir: Path) -> dict[str, torch.Tensor]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    task = TASKS.get("text_classification")()
+    task = TASKS.get("text_classification")(max_length=32)  # type: ignore[call-arg]
+    task.pad_id = tok.pad_token_id
     frame = pd.DataFrame({"text": TEXTS, "label": [LABELS[i % 3] for i in range(len(TEXTS))]})
-    enc = task.encode(frame, tok, LABELS, max_length=32)
-    return task.collate(enc, np.arange(len(enc)), tok.pad_token_id)
+    enc = task.encode(frame, tok, LABELS)
+    return task.collate(enc, np.arange(len(enc)))
 
 
 def _applied(name: str, model_dir: Path, **options: Any) -> tuple[torch.nn.Module, Any, list[str]]:

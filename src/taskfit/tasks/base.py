@@ -1,68 +1,298 @@
-"""What a task is: how its rows become tensors, which model head it uses, how it is scored.
+"""What a task is: how its rows are read and checked, how they become tensors, which model and loss
+it trains, how it is scored, how it predicts and what its report shows.
 
-Adding a task = one module that subclasses :class:`Task` and registers an instance in :data:`TASKS`.
-The training loop only ever calls the methods below.
+Adding a task = one module that subclasses :class:`Task`, declares its options block in
+``taskfit.config`` (``TaskOptions`` subclass, discriminated on ``name``) and registers itself in
+:data:`TASKS`. The pipeline, the training loop, inference and the CLI only call the methods below.
+
+Defaults here fit "text in, tokenizer, Hugging Face model with ``.logits``"; tasks override what differs
+(image tasks read pixels, retrieval scores against a corpus, generation generates).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 
+from taskfit.config import DataConfig, TaskOptions
+from taskfit.data.batching import BucketBatcher
+from taskfit.data.load import Splits, check_columns, read_split
+from taskfit.data.readers import ROW, read_columns
+from taskfit.errors import DataError
 from taskfit.registry import Registry
 
 
 @dataclass
 class Encoded:
-    """A pre-tokenised split: variable-length token id arrays plus targets.
+    """A pre-processed split: per-row fields (token id arrays, targets, pixel tensors...), the cost of each
+    row for batching, and the source row numbers.
 
     Attributes:
-        input_ids: one int array per row (no padding).
-        token_type_ids: same shapes, or None when the model has no segment embeddings.
-        targets: int class ids, shape [N].
-        rows: 1-based source row numbers, for reports.
+        fields: name -> per-row values (a list of arrays, or an array whose first axis is the row).
+        lengths: int array [N]: tokens per row (1 for fixed-size inputs such as images).
+        rows: int array [N]: 1-based source row numbers, for reports.
+        labelled: whether every row carries a target (False when predicting).
     """
 
-    input_ids: list[np.ndarray]
-    token_type_ids: list[np.ndarray] | None
-    targets: np.ndarray
+    fields: dict[str, Any]
+    lengths: np.ndarray
     rows: np.ndarray
+    labelled: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.rows)
 
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self))
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.fields
+
+
+def token_lengths(seqs: Sequence[np.ndarray]) -> np.ndarray:
+    return np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs))
+
+
+def pad_sequences(seqs: Sequence[np.ndarray], pad: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad int arrays into [B, width]; returns (values, attention mask)."""
+    width = width or max((len(s) for s in seqs), default=1)
+    out = np.full((len(seqs), width), pad, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        n = min(len(s), width)
+        out[r, :n] = s[:n]
+        mask[r, :n] = 1
+    return out, mask
+
+
+def quiet_from_pretrained(loader: Any, *args: Any, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` without the "newly initialised weights" warning (we add the head on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return loader.from_pretrained(*args, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def new_modules(info: Mapping[str, Any], default: str) -> list[str]:
+    """Top-level children whose weights were newly initialised (the head) from ``output_loading_info``."""
+    return sorted({k.split(".")[0] for k in info.get("missing_keys", [])}) or [default]
 
 
 class Task(ABC):
-    """The contract between a task module and the training loop."""
+    """The contract between a task module and the pipeline, the loop and inference.
 
-    name: str
-    description: str
+    An instance knows its column names and options (not file paths): the same object trains, scores
+    and predicts, and is rebuilt at inference time from ``taskfit.json`` by :meth:`from_meta`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    #: validation metric early stopping watches unless the recipe names another
+    default_metric: ClassVar[str] = "loss"
+    #: metrics shown in progress lines, results.json, the model card and the console summary
+    headline: ClassVar[tuple[str, ...]] = ("loss",)
+    #: does the model take token ids (sequence length drives batching and ``data.max_length`` applies)?
+    text_input: ClassVar[bool] = True
+
+    def __init__(self, options: TaskOptions, text: str = "text", text_pair: str | None = None,
+                 label: str = "label", max_length: int = 128) -> None:
+        self.options = options
+        self.text, self.text_pair, self.label = text, text_pair, label
+        self.max_length = max_length
+        self.pad_id = 0
+
+    # ---- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, options: TaskOptions, data: DataConfig) -> Task:
+        return cls(options, text=data.text, text_pair=data.text_pair, label=data.label, max_length=data.max_length)
+
+    def meta(self) -> dict[str, Any]:
+        """What :meth:`from_meta` needs to rebuild this task (stored in taskfit.json)."""
+        return {"task": self.name, "task_options": self.options.model_dump(mode="json"), "text": self.text,
+                "text_pair": self.text_pair, "label": self.label, "max_length": self.max_length}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Task:
+        from taskfit.config import task_options
+
+        opts = task_options(meta.get("task_options") or {"name": meta["task"]})
+        return cls(opts, text=meta.get("text", "text"), text_pair=meta.get("text_pair"),
+                   label=meta.get("label", "label"), max_length=int(meta.get("max_length", 128)))
+
+    # ---- data ----------------------------------------------------------------------------------
+    def required_columns(self, labelled: bool = True) -> list[str]:
+        """Columns every data file must have (``labelled=False``: those needed to predict)."""
+        cols = [self.text, self.text_pair]
+        if labelled:
+            cols.append(self.label)
+        return [c for c in cols if c]
+
+    def input_problems(self, data: DataConfig) -> list[str]:
+        """Cheap checks of the data files (exist, readable, columns), one line per problem."""
+        problems: list[str] = []
+        for key in ("train", "valid", "test"):
+            path = getattr(data, key)
+            if path is None:
+                continue
+            if not Path(path).exists():
+                problems.append(f"data.{key}: file {str(path)!r} does not exist.")
+                continue
+            try:
+                cols = read_columns(path)
+            except DataError as e:
+                problems.append(f"data.{key}: {e}")
+                continue
+            problems += check_columns(Path(path), cols, key, self.required_columns())
+        return problems
+
+    @abstractmethod
+    def load_splits(self, data: DataConfig) -> Splits:
+        """Read, check and split the data. ``Splits.labels`` is the label set ([] when there is none)."""
+
+    def read_eval_file(self, data: DataConfig, labels: list[str]) -> pd.DataFrame:
+        """Read a labelled file to score with a trained model (``data.train`` is the file).
+
+        Raises:
+            DataError: missing columns, or labels the model does not know (naming the rows).
+        """
+        frame = read_split(Path(data.train), data, "data")
+        if labels:
+            unknown = ~frame[self.label].isin(set(labels))
+            if unknown.any():
+                raise DataError(f"label(s) {sorted(set(frame.loc[unknown, self.label]))[:5]} are not among the "
+                                f"model's labels {labels}.", source=data.train, column=self.label,
+                                rows=[int(r) for r in frame.loc[unknown, ROW]])
+        return frame
+
+    def data_stats(self, splits: Splits) -> dict[str, Any]:
+        """Statistics for the report (rows per split at least)."""
+        return {"rows": {s: len(df) for s, df in splits.frames.items()}}
+
+    def describe_data(self, splits: Splits) -> str:
+        rows = ", ".join(f"{k} {len(v)}" for k, v in splits.frames.items())
+        return (f"{len(splits.labels)} labels; " if splits.labels else "") + f"rows: {rows}"
+
+    # ---- model ---------------------------------------------------------------------------------
+    def load_processor(self, model_dir: Path) -> Any:
+        """The tokenizer (or image processor) of a model directory; sets :attr:`pad_id`."""
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        return tok
 
     @abstractmethod
     def build_model(
         self, model_dir: Path, labels: list[str], attention: str = "sdpa"
     ) -> tuple[torch.nn.Module, list[str]]:
-        """Load the pretrained backbone with a new head; return (model, names of head modules)."""
+        """The pretrained backbone with a new head; returns (model, names of the head's top-level modules)."""
 
     @abstractmethod
-    def encode(self, frame: Any, tokenizer: Any, labels: list[str], max_length: int) -> Encoded:
-        """Tokenise one split once, before training."""
+    def load_trained(self, model_dir: Path, meta: Mapping[str, Any]) -> torch.nn.Module:
+        """Load a model saved by :meth:`save` (for inference)."""
+
+    def save(self, model: torch.nn.Module, processor: Any, dest: Path, splits: Splits | None = None) -> None:
+        """Write the trained model into ``dest`` (a fresh temp directory the pipeline renames)."""
+        model.save_pretrained(dest)  # type: ignore[operator]
+        if processor is not None and hasattr(processor, "save_pretrained"):
+            processor.save_pretrained(dest)
+
+    # ---- tensors -------------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, frame: pd.DataFrame, processor: Any, labels: list[str]) -> Encoded:
+        """Pre-process one split once, before training (``frame`` may lack the target column)."""
 
     @abstractmethod
-    def collate(self, enc: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-        """Build a padded batch of rows ``idx``; keys are model inputs plus ``labels``."""
+    def collate(self, enc: Encoded, idx: np.ndarray, train: bool = False) -> dict[str, torch.Tensor]:
+        """A batch of rows ``idx`` as tensors (targets included when the split is labelled)."""
 
     @abstractmethod
-    def metrics(self, targets: np.ndarray, logits: np.ndarray, labels: list[str]) -> dict[str, Any]:
-        """Score predictions of a whole split."""
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean training loss of one batch (called under autocast)."""
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> np.ndarray | list[Any]:
+        """Per-row raw outputs of one batch for :meth:`metrics` / :meth:`format_predictions` (default: logits)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs).logits.float().cpu().numpy()  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def run_outputs(self, model: torch.nn.Module, enc: Encoded, device: torch.device,
+                    dtype: torch.dtype | None, batch_tokens: int = 16384) -> list[Any]:
+        """:meth:`outputs` for every row, in the split's row order."""
+        was_training = model.training
+        model.eval()
+        out: list[Any] = [None] * len(enc)
+        cap = batch_tokens if self.text_input else None
+        batcher = BucketBatcher(enc.lengths, batch_size=64, batch_tokens=cap, shuffle=False)
+        for idx in batcher.epoch(0):
+            batch = {k: v.to(device) for k, v in self.collate(enc, idx, train=False).items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                res = self.outputs(model, batch)
+            for j, i in enumerate(idx):
+                out[i] = res[j]
+        model.train(was_training)
+        return out
+
+    def evaluate(self, model: torch.nn.Module, enc: Encoded, labels: list[str], device: torch.device,
+                 dtype: torch.dtype | None) -> dict[str, Any]:
+        """Score a labelled split; the dict has ``loss`` plus the task's metrics."""
+        return self.metrics(enc, self.run_outputs(model, enc, device, dtype), labels)
+
+    @abstractmethod
+    def metrics(self, enc: Encoded, outputs: list[Any], labels: list[str]) -> dict[str, Any]:
+        """Score a whole split from its per-row outputs; must include ``loss`` and ``n``."""
+
+    # ---- use -----------------------------------------------------------------------------------
+    def input_frame(self, inputs: Sequence[str], pairs: Sequence[str] | None = None) -> pd.DataFrame:
+        """Raw prediction inputs as a frame with this task's input columns."""
+        cols: dict[str, list[str]] = {self.text: [str(t) for t in inputs]}
+        if self.text_pair:
+            if pairs is None or len(pairs) != len(inputs):
+                raise DataError(f"This model reads text pairs: give one {self.text_pair!r} per text.")
+            cols[self.text_pair] = [str(p) for p in pairs]
+        frame = pd.DataFrame(cols)
+        frame[ROW] = np.arange(1, len(frame) + 1)
+        return frame
+
+    @abstractmethod
+    def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
+        """One JSON-able dict per input."""
+
+    def predict(self, model: torch.nn.Module, processor: Any, inputs: Sequence[str], labels: list[str],
+                device: torch.device, dtype: torch.dtype | None, top_k: int = 3,
+                pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
+        enc = self.encode(self.input_frame(inputs, pairs), processor, labels)
+        return self.format_predictions(self.run_outputs(model, enc, device, dtype), labels, top_k)
+
+    # ---- presentation --------------------------------------------------------------------------
+    def summary(self, metrics: Mapping[str, Any]) -> str:
+        """One line of headline metrics."""
+        return "  ".join(f"{k} {metrics[k]:.4f}" for k in self.headline if isinstance(metrics.get(k), float))
+
+    def report_sections(self, scores: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+        """Extra ``(heading, trusted html)`` sections for report.html (per-type tables, image grids...)."""
+        return []
+
+    def render(self, console: Any, metrics: Mapping[str, Any], title: str) -> None:
+        """Print a split's scores in the terminal."""
+        from rich.markup import escape
+
+        console.print(f"[bold]{escape(title)}[/bold]  {escape(self.summary(metrics))}  n {metrics.get('n', '')}")
 
 
 TASKS: Registry[type[Task]] = Registry("task")

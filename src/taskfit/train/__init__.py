@@ -1,5 +1,5 @@
-"""Train stage: the loop, batching, schedules and checkpoints."""
+"""Train stage: the loop, schedules and checkpoints."""
 
-from taskfit.train.loop import Progress, TrainResult, evaluate, train_loop
+from taskfit.train.loop import Progress, TrainResult, train_loop
 
-__all__ = ["Progress", "TrainResult", "evaluate", "train_loop"]
+__all__ = ["Progress", "TrainResult", "train_loop"]

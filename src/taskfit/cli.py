@@ -131,28 +131,60 @@ def validate(
     console.print(f"[bold green]ok[/]: {report['summary']}", highlight=False)
 
 
+_METHOD_LR = {"full": 1e-4, "lora": 5e-4, "frozen": 2e-3}
+
+
+def demo_recipe(dataset: str, data_path: Path, method: str | None, epochs: float | None, out: Path) -> dict[str, Any]:
+    """A recipe tree for a demo on a packaged dataset: the dataset's own defaults, then the CLI's choices."""
+    import copy
+
+    from taskfit.data.packaged import DATASETS
+
+    ds = DATASETS.get(dataset)
+    tree: dict[str, Any] = copy.deepcopy(ds.recipe)
+    tree.setdefault("task", ds.task)
+    tree.setdefault("data", {})["train"] = str(data_path)
+    train = tree.setdefault("train", {})
+    train.setdefault("epochs", 2)
+    own = tree.get("method", "full")
+    own = own if isinstance(own, str) else own.get("name", "full")
+    if method is not None and method != own:
+        tree["method"] = {"name": method}
+        train["lr"] = _METHOD_LR.get(method, 1e-4)
+    if epochs is not None:
+        train["epochs"] = epochs
+        train.pop("max_steps", None)
+    tree["output"] = {"dir": str(out), "name": f"demo-{dataset}-{method or own}", "overwrite": True}
+    return tree
+
+
 @app.command()
 def demo(
-    dataset: str = typer.Option("bbc_news", help="Packaged dataset: bbc_news (en) or zh_sentiment (zh)."),
+    dataset: str | None = typer.Option(None, help="Packaged dataset (`taskfit dataset --list`); default bbc_news, "
+                                       "or zh_sentiment with --lang zh."),
+    lang: str = typer.Option("en", help="en or zh: the language of the default dataset."),
     rows: int | None = typer.Option(None, min=50, help="Use a sample of this many rows, at least 50 (default: all)."),
-    method: str = typer.Option("full", help="Tuning method: full, lora or frozen."),
-    epochs: float = typer.Option(2, min=0.01, help="Training epochs."),
+    method: str | None = typer.Option(None, help="Tuning method: full, lora or frozen (default: the dataset's)."),
+    epochs: float | None = typer.Option(None, min=0.01, help="Training epochs (default: the dataset's)."),
     out: Path = typer.Option(Path("runs"), help="Where to put the run directory."),
 ) -> None:
-    """Fine-tune the packaged all-MiniLM-L6-v2 on a packaged real dataset and report."""
+    """Fine-tune a packaged real model on a packaged real dataset (any task) and report."""
     _offline_defaults()
     from taskfit.config import parse_recipe
-    from taskfit.data.packaged import write_dataset
+    from taskfit.data.packaged import DATASETS, write_dataset
+    from taskfit.errors import ConfigError
     from taskfit.pipeline import train_recipe
 
     try:
-        csv = write_dataset(dataset, out / "data" / f"{dataset}.csv", n=rows)
-        console.print(f"data: {csv}")
-        lr = {"full": 1e-4, "lora": 5e-4, "frozen": 2e-3}.get(method, 1e-4)
-        recipe = parse_recipe({"data": {"train": str(csv), "max_length": 128}, "method": {"name": method},
-                               "train": {"epochs": epochs, "lr": lr, "batch_size": 32},
-                               "output": {"dir": str(out), "name": f"demo-{dataset}-{method}", "overwrite": True}})
-        summary = train_recipe(recipe, progress=BarProgress())
+        if lang not in ("en", "zh"):
+            raise ConfigError(f"--lang must be en or zh, got {lang!r}.")
+        name = dataset or ("zh_sentiment" if lang == "zh" else "bbc_news")
+        if name not in DATASETS:
+            raise ConfigError(f"Unknown packaged dataset {name!r}; available: {', '.join(DATASETS.names())}.")
+        ds = DATASETS.get(name)
+        data = write_dataset(name, out / "data" / f"{name}{ds.suffix}", n=rows)
+        console.print(f"data: {data} ({ds.description}; task {ds.task}; licence: {ds.licence})", highlight=False)
+        summary = train_recipe(parse_recipe(demo_recipe(name, data, method, epochs, out)), progress=BarProgress())
     except TaskfitError as e:
         _fail(e)
     _print_run(summary)
@@ -232,9 +264,9 @@ def models() -> None:
     """List the models available offline (packaged)."""
     from taskfit.models import list_models
 
-    table = Table("name", "languages", "params", "size MB", "path")
+    table = Table("name", "kind", "languages", "params", "size MB", "path")
     for m in list_models():
-        table.add_row(m["name"], m["languages"], m["params"], m["size_mb"], m["path"])
+        table.add_row(m["name"], m.get("kind", ""), m["languages"], m["params"], m["size_mb"], m["path"])
     console.print(table)
 
 
@@ -249,18 +281,29 @@ def schema(markdown: bool = typer.Option(False, help="Print the recipe reference
 
 @app.command()
 def dataset(
-    name: str = typer.Argument(..., help="bbc_news or zh_sentiment"),
-    dest: Path = typer.Argument(..., help="CSV file to write"),
+    name: str | None = typer.Argument(None, help="A packaged dataset name (omit it to list them)."),
+    dest: Path | None = typer.Argument(None, help="Where to write it (a file, or a folder for images)."),
     rows: int | None = typer.Option(None, min=1, help="Random sample of this many rows."),
+    list_: bool = typer.Option(False, "--list", help="List the packaged datasets."),
 ) -> None:
-    """Write a packaged real dataset to a CSV (text,label) to try taskfit on."""
-    from taskfit.data.packaged import write_dataset
+    """Write a packaged real dataset in its task's format (or list them with --list)."""
+    from taskfit.data.packaged import DATASETS, write_dataset
+    from taskfit.errors import ConfigError
 
+    if list_ or name is None:
+        table = Table("name", "task", "lang", "description", "licence")
+        for n in DATASETS.names():
+            d = DATASETS.get(n)
+            table.add_row(d.name, d.task, d.language, d.description, d.licence)
+        console.print(table)
+        return
     try:
-        write_dataset(name, dest, n=rows)
+        if dest is None:
+            raise ConfigError("Give DEST, the file (or folder, for images) to write the dataset to.")
+        path = write_dataset(name, dest, n=rows)
     except TaskfitError as e:
         _fail(e)
-    console.print(f"wrote {dest}")
+    console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -314,3 +314,60 @@ def test_recipe_reference_lists_every_key_and_method() -> None:
         assert f"### `{name}`" in md
         for opt in METHODS.get(name).config_cls.model_fields:
             assert f"`method.{opt}`" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# task blocks
+
+
+def test_task_given_as_bare_string_or_block() -> None:
+    from taskfit.config import NerOptions, TextClassificationOptions
+
+    assert isinstance(parse_recipe(_base()).task, TextClassificationOptions)  # the default task
+    short = parse_recipe(_base(task="ner")).task
+    assert isinstance(short, NerOptions) and short.tokens == "tokens"
+    block = parse_recipe(_base(task={"name": "ner", "tokens": "words", "scheme": "BIOES"})).task
+    assert isinstance(block, NerOptions) and (block.tokens, block.scheme) == ("words", "BIOES")
+    # The resolved recipe writes the whole block, and reads back the same.
+    again = parse_recipe(yaml.safe_load(parse_recipe(_base(task="retrieval")).to_yaml()))
+    assert again.task.model_dump() == parse_recipe(_base(task="retrieval")).task.model_dump()
+
+
+def test_unknown_task_lists_available_names() -> None:
+    err = _problems(_base(task="summarization"))
+    text = str(err)
+    assert "task" in text and "'summarization'" in text
+    for name in ("text_classification", "ner", "retrieval", "generation", "image_classification"):
+        assert name in text
+
+
+def test_unknown_task_option_names_dotted_path_and_suggests() -> None:
+    err = _problems(_base(task={"name": "retrieval", "temprature": 0.1}))
+    assert len(err.problems) == 1
+    line = err.problems[0]
+    assert line.startswith("task.temprature: unknown key.") and "Did you mean 'temperature'?" in line
+
+
+def test_task_option_out_of_range_is_reported_with_its_path() -> None:
+    err = _problems(_base(task={"name": "image_classification", "image_size": 4}))
+    assert any(p.startswith("task.image_size:") and "16" in p for p in err.problems)
+
+
+def test_task_options_from_meta_round_trip() -> None:
+    from taskfit.config import TASK_OPTIONS, task_options
+
+    for name, cls in TASK_OPTIONS.items():
+        opts = cls()
+        assert task_options(opts.model_dump(mode="json")) == opts
+        assert task_options(name) == opts
+    with pytest.raises(ConfigError, match="unknown task 'nope'; available: text_classification"):
+        task_options("nope")
+
+
+def test_reference_documents_every_task_block() -> None:
+    from taskfit.config import TASK_OPTIONS
+
+    ref = recipe_reference()
+    for name in TASK_OPTIONS:
+        assert f"### `{name}`" in ref
+    assert "| `task.temperature` |" in ref and "| `task.tokens` |" in ref

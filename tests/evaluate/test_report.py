@@ -265,3 +265,16 @@ def test_render_history() -> None:
     console = Console(record=True, width=120)
     render_history(console, [])
     assert "No training history" in console.export_text()
+
+
+def test_report_for_a_non_classification_task_shows_its_scalar_metrics(tmp_path: Path) -> None:
+    """Tasks without per-class metrics (NER, retrieval, regression, generation) get cards of their scalars,
+    and no classification report, confusion matrix or reliability diagram."""
+    scores = {"f1": 0.8125, "recall@1": 0.5, "loss": 0.25, "n": 40, "labels": ["x"], "per_type": {"PER": {}}}
+    kwargs = _report_kwargs(test_metrics=scores, valid_metrics={"loss": 0.3, "f1": 0.75, "n": 20},
+                            data_stats={"rows": {"train": 10}})
+    html = write_html_report(tmp_path / "r.html", **kwargs).read_text(encoding="utf-8")
+    for shown in ("recall@1", "0.8125", "0.25", "0.75"):
+        assert shown in html
+    assert "Classification report" not in html and "confusion matrix" not in html.lower()
+    assert "per_type" not in html  # nested values are left to the task's own sections

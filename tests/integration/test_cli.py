@@ -202,3 +202,32 @@ def test_out_of_range_flags_are_refused_before_any_work(tmp_path):
     assert not (tmp_path / "runs").exists()
     res = taskfit("predict", str(tmp_path), "hello", "--top-k", "0")
     assert res.returncode == 2 and "--top-k" in res.stderr
+
+
+def test_dataset_list_and_bad_demo_arguments(tmp_path):
+    res = taskfit("dataset", "--list")
+    assert res.returncode == 0
+    for name in ("bbc_news", "zh_sentiment"):
+        assert name in res.stdout
+    res = taskfit("dataset", "bbc_news")  # no destination
+    assert res.returncode == 2 and "DEST" in res.stderr
+    res = taskfit("dataset", "no_such_data", str(tmp_path / "x.csv"))
+    assert res.returncode == 2 and "'no_such_data'" in res.stderr and "bbc_news" in res.stderr
+    res = taskfit("demo", "--dataset", "no_such_data", "--out", str(tmp_path / "runs"))
+    assert res.returncode == 2 and "available:" in res.stderr
+    res = taskfit("demo", "--lang", "fr", "--out", str(tmp_path / "runs"))
+    assert res.returncode == 2 and "'fr'" in res.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written before the arguments were checked
+
+
+def test_demo_recipe_takes_dataset_defaults_then_cli_choices(tmp_path):
+    from taskfit.cli import demo_recipe
+    from taskfit.config import parse_recipe
+
+    csv = tmp_path / "d.csv"
+    tree = demo_recipe("bbc_news", csv, None, None, tmp_path)
+    recipe = parse_recipe(tree)
+    assert recipe.task.name == "text_classification" and recipe.method.name == "full"
+    assert recipe.train.lr == 1e-4 and recipe.output.name == "demo-bbc_news-full"
+    lora = parse_recipe(demo_recipe("bbc_news", csv, "lora", 0.5, tmp_path))
+    assert lora.method.name == "lora" and lora.train.lr == 5e-4 and lora.train.epochs == 0.5

@@ -1,6 +1,7 @@
 """Tasks (registry). Importing this package registers every built-in task."""
 
 from taskfit.tasks import text_classification  # noqa: F401  (registration side effect)
+from taskfit.tasks import ner  # noqa: F401,E402  (registration side effect)
 from taskfit.tasks.base import TASKS, Encoded, Task
 
 __all__ = ["TASKS", "Encoded", "Task"]

@@ -2,6 +2,7 @@
 
 from taskfit.tasks import text_classification  # noqa: F401  (registration side effect)
 from taskfit.tasks import ner  # noqa: F401,E402  (registration side effect)
+from taskfit.tasks import multi_label, regression  # noqa: F401,E402  (registration side effect)
 from taskfit.tasks.base import TASKS, Encoded, Task
 
 __all__ = ["TASKS", "Encoded", "Task"]

@@ -80,3 +80,5 @@ from taskfit.data.packaged.text import bbc_news_rows, zh_sentiment_rows  # noqa:
 __all__ = ["DATASETS", "PackagedDataset", "bbc_news_rows", "package_dir", "register_dataset", "write_dataset",
            "zh_sentiment_rows"]
 from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
+from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
+from taskfit.data.packaged import scores as _scores  # noqa: E402,F401

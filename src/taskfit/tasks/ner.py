@@ -75,7 +75,7 @@ class Ner(Task):
     # ---- construction --------------------------------------------------------------------------
     @classmethod
     def from_config(cls, options: Any, data: DataConfig) -> Task:
-        return cls(options, max_length=data.max_length)
+        return cls(options, text=data.text, label=data.label, max_length=data.max_length)
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "scheme": self.scheme}
@@ -85,7 +85,8 @@ class Ner(Task):
         from taskfit.config import task_options
 
         opts = task_options(meta.get("task_options") or {"name": "ner"})
-        return cls(opts, max_length=int(meta.get("max_length", 128)), scheme=meta.get("scheme"))  # type: ignore[arg-type]
+        return cls(opts, text=meta.get("text", "text"), label=meta.get("label", "label"),  # type: ignore[arg-type]
+                   max_length=int(meta.get("max_length", 128)), scheme=meta.get("scheme"))
 
     # ---- data ----------------------------------------------------------------------------------
     def required_columns(self, labelled: bool = True) -> list[str]:

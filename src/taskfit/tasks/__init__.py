@@ -6,3 +6,4 @@ from taskfit.tasks import multi_label, regression  # noqa: F401,E402  (registrat
 from taskfit.tasks.base import TASKS, Encoded, Task
 
 __all__ = ["TASKS", "Encoded", "Task"]
+from taskfit.tasks import image_classification  # noqa: F401,E402  (registration side effect)

@@ -82,3 +82,4 @@ __all__ = ["DATASETS", "PackagedDataset", "bbc_news_rows", "package_dir", "regis
 from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
 from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
 from taskfit.data.packaged import scores as _scores  # noqa: E402,F401
+from taskfit.data.packaged import images as _images  # noqa: E402,F401

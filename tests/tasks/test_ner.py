@@ -285,3 +285,19 @@ def test_meta_round_trip_keeps_detected_scheme() -> None:
     again = Ner.from_meta(task.meta())
     assert isinstance(again, Ner) and again.scheme == "BIOES" and again.opts.label_all_subtokens
     assert again.max_length == 40
+
+
+def test_bare_sentencepiece_marker_does_not_stand_for_a_word() -> None:
+    """XLM-R (multilingual-e5) pieces a Chinese character as "▁" + character: the character carries the label."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = [("<unk>", 0.0), ("<pad>", 0.0), ("▁", -2.0), ("江", -3.0), ("北", -3.0), ("▁Bob", -1.0)]
+    spm = Tokenizer(models.Unigram(vocab, unk_id=0))
+    spm.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=spm, unk_token="<unk>", pad_token="<pad>")
+    frame = pd.DataFrame({"tokens": [["江", "北", "Bob"]], "tags": [["B-LOC", "I-LOC", "B-PER"]]})
+    enc = Ner(NerOptions()).encode(frame, tok, ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0].tolist()) == ["▁", "江", "▁", "北", "▁Bob"]
+    assert enc["first"][0].tolist() == [1, 3, 4]
+    assert enc["labels"][0].tolist() == [-100, 1, -100, 2, 3]

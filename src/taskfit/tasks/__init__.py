@@ -5,3 +5,4 @@ from taskfit.tasks.base import TASKS, Encoded, Task
 
 __all__ = ["TASKS", "Encoded", "Task"]
 from taskfit.tasks import image_classification  # noqa: F401,E402  (registration side effect)
+from taskfit.tasks import retrieval  # noqa: F401,E402  (registration side effect)

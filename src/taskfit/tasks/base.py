@@ -118,6 +118,10 @@ class Task(ABC):
     def from_config(cls, options: TaskOptions, data: DataConfig) -> Task:
         return cls(options, text=data.text, text_pair=data.text_pair, label=data.label, max_length=data.max_length)
 
+    @classmethod
+    def check_method(cls, method: str) -> None:
+        """Raise IncompatibleError when tuning method ``method`` cannot train this task (default: all can)."""
+
     def meta(self) -> dict[str, Any]:
         """What :meth:`from_meta` needs to rebuild this task (stored in taskfit.json)."""
         return {"task": self.name, "task_options": self.options.model_dump(mode="json"), "text": self.text,

@@ -83,3 +83,4 @@ from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
 from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
 from taskfit.data.packaged import scores as _scores  # noqa: E402,F401
 from taskfit.data.packaged import images as _images  # noqa: E402,F401
+from taskfit.data.packaged import faq as _faq  # noqa: E402,F401

@@ -33,7 +33,7 @@ from taskfit.train.checkpoint import (
 from taskfit.train.schedule import make_scheduler, warmup_steps
 from taskfit.utils.io import append_jsonl, atomic_save, read_jsonl, write_jsonl
 
-LOWER_IS_BETTER = {"loss", "log_loss", "ece", "rmse", "mae"}
+LOWER_IS_BETTER = {"loss", "log_loss", "ece", "rmse", "mae", "hamming_loss"}
 
 
 class Progress:

@@ -53,8 +53,9 @@ def regression_data(args: argparse.Namespace, tmp: Path, model_dir: Path) -> tup
     df.iloc[: args.rows].to_csv(tmp / "train.csv", index=False)
     df.iloc[args.rows:].to_csv(tmp / "test.csv", index=False)
     task = Regression(label="score", max_length=64)
-    splits = task.load_splits(DataConfig(train=tmp / "train.csv", test=tmp / "test.csv", label="score",
-                                         valid_fraction=0.0, test_fraction=0.0))
+    # the held-out rows are read as valid (the loop's validation) and test: both trainers are scored on them
+    splits = task.load_splits(DataConfig(train=tmp / "train.csv", valid=tmp / "test.csv", test=tmp / "test.csv",
+                                         label="score"))
     tok = task.load_processor(model_dir)
     enc = {s: task.encode(f, tok, []) for s, f in splits.frames.items() if s in ("train", "test")}
     return task, tok, enc

@@ -163,7 +163,8 @@ def demo(
     dataset: str | None = typer.Option(None, help="Packaged dataset (`taskfit dataset --list`); default bbc_news, "
                                        "or zh_sentiment with --lang zh."),
     lang: str = typer.Option("en", help="en or zh: the language of the default dataset."),
-    rows: int | None = typer.Option(None, min=50, help="Use a sample of this many rows, at least 50 (default: all)."),
+    rows: int | None = typer.Option(None, min=50, help="Use a sample of this many rows, at least 50 (default: the "
+                                    "dataset's demo size, all rows for bbc_news)."),
     method: str | None = typer.Option(None, help="Tuning method: full, lora or frozen (default: the dataset's)."),
     epochs: float | None = typer.Option(None, min=0.01, help="Training epochs (default: the dataset's)."),
     out: Path = typer.Option(Path("runs"), help="Where to put the run directory."),
@@ -182,7 +183,7 @@ def demo(
         if name not in DATASETS:
             raise ConfigError(f"Unknown packaged dataset {name!r}; available: {', '.join(DATASETS.names())}.")
         ds = DATASETS.get(name)
-        data = write_dataset(name, out / "data" / f"{name}{ds.suffix}", n=rows)
+        data = write_dataset(name, out / "data" / f"{name}{ds.suffix}", n=rows or ds.demo_rows)
         console.print(f"data: {data} ({ds.description}; task {ds.task}; licence: {ds.licence})", highlight=False)
         summary = train_recipe(parse_recipe(demo_recipe(name, data, method, epochs, out)), progress=BarProgress())
     except TaskfitError as e:

@@ -30,6 +30,7 @@ class PackagedDataset:
         writer: ``writer(dest, n, seed) -> path written``; ``n`` keeps a seeded sample of n rows.
         suffix: file suffix of what ``writer`` writes ("" for a folder).
         recipe: recipe defaults for a demo on it (``task``, ``data`` columns, ``model``, ``train``...).
+        demo_rows: rows the demo samples by default (None = all), so a CPU demo takes minutes, not hours.
     """
 
     name: str
@@ -40,6 +41,7 @@ class PackagedDataset:
     writer: Callable[[Path, int | None, int], Path]
     suffix: str = ".csv"
     recipe: dict[str, Any] = field(default_factory=dict)
+    demo_rows: int | None = None
 
 
 DATASETS: Registry[PackagedDataset] = Registry("packaged dataset")
@@ -83,4 +85,5 @@ from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
 from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
 from taskfit.data.packaged import scores as _scores  # noqa: E402,F401
 from taskfit.data.packaged import images as _images  # noqa: E402,F401
+from taskfit.data.packaged import instructions as _instructions  # noqa: E402,F401
 from taskfit.data.packaged import faq as _faq  # noqa: E402,F401

@@ -159,7 +159,7 @@ def augment_batch(pixels: torch.Tensor, size: int, crop: float, flip: bool, rota
     b = pixels.shape[0]
     x = pixels.float().div_(255)
     area = crop + (1 - crop) * torch.rand(b)
-    log_ratio = (torch.rand(b) * 2 - 1) * math.log(4 / 3)
+    log_ratio = (torch.rand(b) * 2 - 1) * math.log(4 / 3) * (crop < 1)  # crop = 1: no crop, no stretch
     sx = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # half-widths in normalised [-1, 1] coordinates
     sy = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
     tx, ty = (torch.rand(b) * 2 - 1) * (1 - sx), (torch.rand(b) * 2 - 1) * (1 - sy)  # crop stays inside

@@ -105,6 +105,8 @@ class Task(ABC):
     headline: ClassVar[tuple[str, ...]] = ("loss",)
     #: does the model take token ids (sequence length drives batching and ``data.max_length`` applies)?
     text_input: ClassVar[bool] = True
+    #: tuning methods (registry names) that work with this task's models; None = every method
+    supported_methods: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, options: TaskOptions, text: str = "text", text_pair: str | None = None,
                  label: str = "label", max_length: int = 128) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from taskfit.config import Recipe, load_recipe
-from taskfit.errors import ConfigError, ModelNotFoundError
+from taskfit.errors import ConfigError, IncompatibleError, ModelNotFoundError
 from taskfit.models import resolve_model
 
 
@@ -16,6 +16,10 @@ def input_problems(recipe: Recipe) -> list[str]:
 
     task = TASKS.get(recipe.task.name).from_config(recipe.task, recipe.data)
     problems = task.input_problems(recipe.data)
+    try:
+        task.check_method(recipe.method.name)
+    except IncompatibleError as e:
+        problems.append(f"method.name: {e}")
     try:
         resolve_model(recipe.model.name)
     except ModelNotFoundError as e:

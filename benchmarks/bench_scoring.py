@@ -108,7 +108,7 @@ def run_hf_regression(args: argparse.Namespace, task: Regression, tok: Any, enc:
 
 
 def run_multi_label(args: argparse.Namespace, tmp: Path, model_dir: Path) -> dict:
-    path = write_dataset("wnut_entity_types", tmp / "wnut.csv")
+    path = write_dataset("wnut_entity_types", tmp / "wnut.csv", n=args.ml_rows, seed=args.seed)
     task = MultiLabel(label="labels", max_length=64)
     splits = task.load_splits(DataConfig(train=path, label="labels", valid_fraction=0.15, test_fraction=0.15,
                                          split_seed=args.seed))
@@ -144,6 +144,7 @@ def main() -> None:
     p.add_argument("--test-rows", type=int, default=800)
     p.add_argument("--epochs", type=float, default=1)
     p.add_argument("--ml-epochs", type=float, default=2, help="multi-label epochs")
+    p.add_argument("--ml-rows", type=int, default=None, help="multi-label rows (default: all 2,394 tweets)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
@@ -174,6 +175,8 @@ def main() -> None:
             "cpu_cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "args": vars(args), "regression_target": {"mean": task.target_mean, "sd": task.target_sd},
             "train_token_lengths": {"p50": int(np.median(lengths)), "max": int(lengths.max())}}
+    if args.only and (OUT / "scoring.json").is_file():  # a partial run updates the settings it ran
+        results = {**json.loads((OUT / "scoring.json").read_text())["results"], **results}
     atomic_write_json(OUT / "scoring.json", {"meta": meta, "results": results})
     print(json.dumps({"meta": meta}))
 

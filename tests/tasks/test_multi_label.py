@@ -146,3 +146,10 @@ def test_prediction_format() -> None:
     assert out["labels"] == ["billing", "退款"]  # over the threshold, most probable first
     assert out["scores"] == pytest.approx({"billing": 0.8, "refund": 0.3, "退款": 0.6})
     assert [t["label"] for t in out["top"]] == ["billing", "退款"]
+
+
+def test_packaged_writer_drops_texts_annotated_two_ways() -> None:
+    from taskfit.data.packaged.multilabel import consistent_rows
+
+    rows = [("rt same tweet", "person"), ("rt same tweet", "person|geo-loc"), ("other", ""), ("other", "")]
+    assert consistent_rows(rows) == [("other", ""), ("other", "")]

@@ -247,13 +247,13 @@ class MultiLabel(Task):
             problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)}, output_loading_info=True,
             attn_implementation=attention)
-        head = getattr(model, "classifier", None)
-        if self.priors and isinstance(getattr(head, "bias", None), torch.nn.Parameter):
+        bias = getattr(getattr(model, "classifier", None), "bias", None)
+        if self.priors and isinstance(bias, torch.nn.Parameter):
             # Start each logit at its label's log-odds in train: with sparse labels the first steps would
             # otherwise only learn "almost always 0" (the prior init of RetinaNet, Lin et al. 2017).
             p = np.clip([self.priors.get(lab, 0.5) for lab in labels], 1e-3, 1 - 1e-3)
             with torch.no_grad():
-                head.bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(head.bias.dtype))
+                bias.copy_(torch.from_numpy(np.log(p / (1 - p))).to(bias.dtype))
         return model, new_modules(info, "classifier")
 
     def load_trained(self, model_dir: Path, meta: Mapping[str, Any]) -> torch.nn.Module:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_recipe
 
+from conftest import tiny_recipe
 from taskfit.config import DataConfig, RetrievalOptions, parse_recipe
 from taskfit.errors import DataError, IncompatibleError
 from taskfit.tasks import TASKS
@@ -138,7 +138,7 @@ def test_missing_column_lists_the_available_ones(tmp_path: Path) -> None:
     task = Retrieval(RetrievalOptions())
     problems = task.input_problems(DataConfig(train=f))
     assert problems and "column 'query' not found" in problems[0] and "question, answer" in problems[0]
-    with pytest.raises(DataError, match="column 'query' not found.*task.query"):
+    with pytest.raises(DataError, match=r"column 'query' not found.*task\.query"):
         task.load_splits(DataConfig(train=f))
 
 
@@ -161,7 +161,7 @@ def test_held_out_queries_never_appear_in_train(tmp_path: Path) -> None:
 
 
 def test_frozen_method_is_incompatible() -> None:
-    with pytest.raises(IncompatibleError, match="nothing.*full.*lora"):
+    with pytest.raises(IncompatibleError, match=r"nothing.*full.*lora"):
         TASKS.get("retrieval").check_method("frozen")
     TASKS.get("retrieval").check_method("lora")
 

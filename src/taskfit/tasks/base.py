@@ -123,6 +123,7 @@ class Task(ABC):
     @classmethod
     def check_method(cls, method: str) -> None:
         """Raise IncompatibleError when tuning method ``method`` cannot train this task (default: all can)."""
+        return None
 
     def meta(self) -> dict[str, Any]:
         """What :meth:`from_meta` needs to rebuild this task (stored in taskfit.json)."""

@@ -105,10 +105,11 @@ class Retrieval(Task):
     headline = ("recall@1", "recall@5", "mrr", "ndcg@10", "loss")
     supported_methods = ("full", "lora")
 
-    def __init__(self, options: RetrievalOptions | None = None, text: str = "query", text_pair: str | None = None,
-                 label: str = "answer", max_length: int = 128) -> None:
+    def __init__(self, options: RetrievalOptions | None = None, text: str = "text", text_pair: str | None = None,
+                 label: str = "label", max_length: int = 128) -> None:
         opts = options or RetrievalOptions()
-        super().__init__(opts, opts.query, None, opts.answer, max_length)
+        # The columns are task.query / task.answer; data.text / data.label are kept only for the meta round trip.
+        super().__init__(opts, text, None, label, max_length)
         self.opts: RetrievalOptions = opts
         self.prefixes: tuple[str, str] | None = None  # resolved (query, passage) prefixes
         self.corpus: list[str] = []  # distinct answers; targets index into it
@@ -121,7 +122,7 @@ class Retrieval(Task):
 
     @classmethod
     def from_config(cls, options: Any, data: DataConfig) -> Task:
-        return cls(options, max_length=data.max_length)
+        return cls(options, text=data.text, label=data.label, max_length=data.max_length)
 
     @classmethod
     def check_method(cls, method: str) -> None:

@@ -11,6 +11,8 @@ checkpoints. Throughput counts training steps only (decoding and evaluation are 
 
     python benchmarks/bench_images.py                  # writes benchmarks/out/images.json (≤ 5 min here)
     python benchmarks/bench_images.py --train 320 --epochs 1 --image-size 64
+    python benchmarks/bench_images.py --precision fp32 --plain benchmarks/out/images.json \
+        --output benchmarks/out/images-fp32.json      # taskfit in fp32, plain figures reused
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def run_taskfit(data: dict[str, Path], method: str, args: argparse.Namespace, ou
         "data": {k: str(v) for k, v in data.items()},
         "model": {"name": "efficientnet-lite0"}, "method": {"name": method},
         "train": {"epochs": args.epochs, "lr": args.lr[method], "batch_size": args.batch, "seed": args.seed,
-                  "checkpoint_every": 1000},
+                  "checkpoint_every": 1000, "precision": args.precision},
         "output": {"dir": str(out), "name": f"taskfit-{method}", "overwrite": True},
     })
     t0 = time.perf_counter()
@@ -115,6 +117,10 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/taskfit-bench-images", help="scratch folder for data and runs")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="taskfit's train.precision")
+    ap.add_argument("--plain", type=Path, default=None,
+                    help="reuse the plain-PyTorch figures of an earlier images.json instead of rerunning them")
+    ap.add_argument("--output", type=Path, default=OUT / "images.json")
     ap.add_argument("--methods", nargs="+", default=["frozen", "full"], choices=["frozen", "full"])
     args = ap.parse_args()
     args.lr = {"frozen": 3e-3, "full": 1e-3}
@@ -123,18 +129,19 @@ def main() -> None:
     results: dict[str, Any] = {}
     for method in args.methods:
         tf = run_taskfit(data, method, args, work / "runs")
-        plain = run_plain(data, method, args)
+        plain = (json.loads(args.plain.read_text())["results"][method]["plain_pytorch"] if args.plain
+                 else run_plain(data, method, args))
         results[method] = {"taskfit": tf, "plain_pytorch": plain,
                            "speedup": round(tf["train_images_per_s"] / plain["train_images_per_s"], 2)}
         print(method, results[method], flush=True)
     report = {"benchmark": "image classification, EfficientNet-Lite0, Fashion-MNIST",
-              "settings": {k: v for k, v in vars(args).items()}, "results": results,
+              "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "results": results,
               "hardware": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "torch": torch.__version__, "threads": torch.get_num_threads(),
                            "load_average_at_end": os.getloadavg()}}
-    OUT.mkdir(exist_ok=True)
-    atomic_write_json(OUT / "images.json", report)
-    print(f"wrote {OUT / 'images.json'}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.output, report)
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

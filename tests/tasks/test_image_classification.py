@@ -155,6 +155,11 @@ def test_full_fine_tuning_updates_batchnorm() -> None:
 
 def test_lora_is_refused_with_an_incompatible_error() -> None:
     assert "lora" not in (ImageClassification.supported_methods or ())
+    with pytest.raises(IncompatibleError, match=r"Use method\.name: frozen"):
+        ImageClassification.check_method("lora")
+    for ok in ("full", "frozen"):
+        ImageClassification.check_method(ok)
+    # Until the pipeline calls check_method, the LoRA method itself refuses these models.
     model, heads = task().build_model(resolve_model("mobilenet_v2"), ["a", "b"])
     with pytest.raises(IncompatibleError, match="matches no linear layer"):
         METHODS.get("lora").apply(model, LoraConfigBlock(), heads)

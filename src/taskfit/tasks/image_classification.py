@@ -64,6 +64,15 @@ class ImageClassification(Task):
         self.size = stored_size(self.opts.image_size)
         self._pixels: dict[str, np.ndarray] = {}  # decoded once in load_splits, reused by encode
 
+    @classmethod
+    def check_method(cls, method: str) -> None:
+        """Raise IncompatibleError for ``lora`` (and any method other than full / frozen)."""
+        if method not in cls.supported_methods:
+            raise IncompatibleError(
+                f"method {method!r} cannot train task 'image_classification': taskfit's LoRA adapts nn.Linear "
+                "layers, and these CNNs (EfficientNet-Lite0, MobileNetV2) have none outside the new head (their "
+                "1×1 layers are convolutions). Use method.name: frozen (head only, fast) or full.")
+
     def required_columns(self, labelled: bool = True) -> list[str]:
         return [self.opts.image, self.label] if labelled else [self.opts.image]
 

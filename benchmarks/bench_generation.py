@@ -121,9 +121,9 @@ def run_hf(args: argparse.Namespace, frames: dict[str, pd.DataFrame], work: Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=192, help="training rows")
-    ap.add_argument("--valid-rows", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--rows", type=int, default=128, help="training rows")
+    ap.add_argument("--valid-rows", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)

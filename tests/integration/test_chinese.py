@@ -1,8 +1,9 @@
 """Chinese end to end with the converted multilingual-e5-small: train, predict, report.
 
 MiniLM's English WordPiece vocabulary maps most Chinese characters to [UNK] (73% of the characters,
-64% of its tokens on 2,000 of these reviews; e5: 0.05%), so it cannot learn Chinese sentiment; e5's XLM-R vocabulary reads them. 117.7M
-parameters are slow on CPU, so this trains 16 steps of 16 rows at max_length 64.
+64% of its tokens on 2,000 of these reviews; e5: 0.05%), so it cannot learn Chinese sentiment;
+e5's XLM-R vocabulary reads them. 117.7M parameters are slow on CPU, so this trains 16 steps of 16
+rows at max_length 64.
 """
 
 from __future__ import annotations

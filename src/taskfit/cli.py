@@ -262,13 +262,23 @@ def _read_texts(path: Path, column: str) -> list[str]:
 
 @app.command()
 def models() -> None:
-    """List the models available offline (packaged)."""
+    """List the models usable offline: packaged ones (installed or not), the local Hugging Face cache and
+    taskfit's cache of converted models. Reads files only; converts and downloads nothing."""
+    from rich.table import Column
+
     from taskfit.models import list_models
 
-    table = Table("name", "kind", "languages", "params", "size MB", "path")
+    # Names are what users copy into model.name: never truncate them. Paths go below the table (they are
+    # long and would squeeze every column on an 80-column terminal).
+    table = Table(Column("name", no_wrap=True), "source", "kind", "languages", "params", "status", "size MB")
+    notes = []
     for m in list_models():
-        table.add_row(m["name"], m.get("kind", ""), m["languages"], m["params"], m["size_mb"], m["path"])
+        table.add_row(m["name"], m["source"], m["kind"], m["languages"], m["params"], m["status"], m["size_mb"])
+        notes.append(f"{m['name']}: {m['path'] if m['path'] != '-' else ''}"
+                     + (f" install with: {m['install']}" if m.get("install") else ""))
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -59,7 +59,7 @@ def test_path_without_config_json(tmp_path: Path, offline: None) -> None:
 
 
 def test_list_models_reports_install_state() -> None:
-    rows = list_models()
+    rows = [r for r in list_models() if r["source"] == "packaged"]  # the HF cache may hold more
     assert [r["name"] for r in rows] == list(PACKAGED)
     minilm = next(r for r in rows if r["name"] == "all-MiniLM-L6-v2")
     assert Path(minilm["path"]).is_dir()

@@ -76,14 +76,16 @@ def write_dataset(name: str, dest: str | Path, n: int | None = None, seed: int =
 
 
 # Registration side effects: one module per family of datasets.
-from taskfit.data.packaged import text  # noqa: E402,F401
+from taskfit.data.packaged import (  # noqa: E402,F401
+    faq,
+    images,
+    instructions,
+    multilabel,
+    ner,
+    scores,
+    text,
+)
 from taskfit.data.packaged.text import bbc_news_rows, zh_sentiment_rows  # noqa: E402
 
 __all__ = ["DATASETS", "PackagedDataset", "bbc_news_rows", "package_dir", "register_dataset", "write_dataset",
            "zh_sentiment_rows"]
-from taskfit.data.packaged import multilabel as _multilabel  # noqa: E402,F401
-from taskfit.data.packaged import ner as _ner  # noqa: E402,F401
-from taskfit.data.packaged import scores as _scores  # noqa: E402,F401
-from taskfit.data.packaged import images as _images  # noqa: E402,F401
-from taskfit.data.packaged import instructions as _instructions  # noqa: E402,F401
-from taskfit.data.packaged import faq as _faq  # noqa: E402,F401

@@ -27,3 +27,22 @@ def test_readme_commands_exist():
     assert "bash scripts/setup.sh && .venv/bin/taskfit demo" in readme
     assert ".venv/bin/python -m pytest -q" in readme
     assert ".venv/bin/python -m pytest -q" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_dataset_names_in_docs_and_examples_exist():
+    """Every `taskfit demo --dataset X` / `taskfit dataset X DEST` shown to users names a packaged dataset,
+    and every command in the Chinese docs exists."""
+    from taskfit.data.packaged import DATASETS
+
+    files = [ROOT / "README.md", *sorted((ROOT / "docs" / "zh").glob("*.md")),
+             *sorted((ROOT / "examples").glob("*/*.md")), *sorted((ROOT / "examples").glob("*/recipe.yaml"))]
+    named: set[str] = set()
+    known_cmds = {c.name or c.callback.__name__ for c in app.registered_commands}
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        named |= set(re.findall(r"taskfit demo[^\n`]*--dataset ([a-z0-9_]+)", text))
+        named |= set(re.findall(r"taskfit dataset ([a-z0-9_]+)", text))
+        cmds = set(re.findall(r"(?m)(?:^\s*(?:#\s*)?|`|：\s*)(?:\.venv/bin/)?taskfit ([a-z]+)\b", text))
+        assert cmds <= known_cmds, f"{f.name} mentions unknown commands: {cmds - known_cmds}"
+    assert named, "the docs show no dataset commands"
+    assert named <= set(DATASETS.names()), f"unknown datasets in docs: {named - set(DATASETS.names())}"

@@ -62,12 +62,13 @@ class Predictor:
         return cls(model, processor, meta, task, device, pick_precision(precision, device))
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
-        """Class probabilities, shape [N, C], in ``self.labels`` order (classification tasks)."""
+        """Label probabilities, shape [N, C], in ``self.labels`` order: softmax for single-label tasks (text,
+        images), independent sigmoids for multi_label. Other tasks raise IncompatibleError."""
         if not texts:
+            self.task.probabilities([np.zeros(len(self.labels), dtype=np.float32)])  # same error for every input
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         enc = self.task.encode(self.task.input_frame(texts, pairs), self.processor, self.labels)
-        logits = np.stack(self.task.run_outputs(self.model, enc, self.device, self.dtype))
-        return torch.softmax(torch.from_numpy(logits.astype(np.float32)), dim=-1).numpy()
+        return self.task.probabilities(self.task.run_outputs(self.model, enc, self.device, self.dtype))
 
     def predict(self, inputs: list[str], pairs: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
         """One JSON-able dict per input (a label with scores, entities, answers, generated text...)."""

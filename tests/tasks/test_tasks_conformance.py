@@ -83,3 +83,25 @@ def test_packaged_dataset_reads_cleanly_with_its_task(dataset: str, tmp_path: Pa
     assert {"train", "valid"} <= set(splits.frames)
     assert all(len(f) > 0 for f in splits.frames.values())
     assert not [i for i in splits.issues if i["severity"] == "error"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_label_probabilities_are_right_for_the_task_or_refused(name: str) -> None:
+    """``Predictor.predict_proba`` relies on ``Task.probabilities``: softmax rows for single-label tasks,
+    independent sigmoids for multi-label, and a clear IncompatibleError for tasks without labels."""
+    import numpy as np
+
+    from taskfit.errors import IncompatibleError
+
+    task = TASKS.get(name).from_config(TASK_OPTIONS[name](), DataConfig(train=Path("x.csv")))
+    logits = [np.array([2.0, -1.0, 0.5], dtype=np.float32), np.array([0.0, 0.0, 9.0], dtype=np.float32)]
+    if name in ("text_classification", "image_classification"):
+        probs = task.probabilities(logits)
+        assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-6)
+        assert probs[0].argmax() == 0 and probs[1].argmax() == 2
+    elif name == "multi_label":
+        probs = task.probabilities(logits)
+        assert np.allclose(probs, 1 / (1 + np.exp(-np.stack(logits))), atol=1e-6)
+    else:
+        with pytest.raises(IncompatibleError, match="use predict"):
+            task.probabilities(logits)

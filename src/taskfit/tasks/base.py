@@ -274,6 +274,12 @@ class Task(ABC):
         frame[ROW] = np.arange(1, len(frame) + 1)
         return frame
 
+    def probabilities(self, outputs: list[Any]) -> np.ndarray:
+        """Per-label probabilities [N, C] from :meth:`outputs` (classification tasks override this)."""
+        from taskfit.errors import IncompatibleError
+
+        raise IncompatibleError(f"Task {self.name!r} gives no label probabilities; use predict() instead.")
+
     @abstractmethod
     def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
         """One JSON-able dict per input."""

@@ -246,6 +246,11 @@ class ImageClassification(Task):
                                "score": round(float(probs[i, pred[i]]), 4)} for i in wrong]
         return m
 
+    def probabilities(self, outputs: list[Any]) -> np.ndarray:
+        """Softmax over the labels, shape [N, C]."""
+        logits = torch.from_numpy(np.stack(outputs).astype(np.float32))
+        return torch.softmax(logits, dim=-1).numpy()  # type: ignore[no-any-return]
+
     def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
         out = []
         for logits in outputs:

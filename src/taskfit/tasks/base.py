@@ -105,6 +105,8 @@ class Task(ABC):
     headline: ClassVar[tuple[str, ...]] = ("loss",)
     #: does the model take token ids (sequence length drives batching and ``data.max_length`` applies)?
     text_input: ClassVar[bool] = True
+    #: may ``train.precision: auto`` use bf16 autocast on CPU? (False where it measured slower or worse)
+    cpu_bf16: ClassVar[bool] = True
     #: tuning methods (registry names) that work with this task's models; None = every method
     supported_methods: ClassVar[tuple[str, ...] | None] = None
 

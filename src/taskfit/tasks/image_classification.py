@@ -54,6 +54,10 @@ class ImageClassification(Task):
     default_metric = "macro_f1"
     headline = ("accuracy", "macro_f1", "weighted_f1", "ece", "loss")
     text_input = False
+    # Measured on the 2-core AVX-512-BF16 CPU, EfficientNet-Lite0 full fine-tuning at 64 px, 2,000 images:
+    # bf16 autocast 177 images/s and test accuracy 0.735, fp32 229 images/s and 0.794 (depthwise
+    # convolutions have no fast bf16 kernel here). So `auto` means fp32 for images on CPU.
+    cpu_bf16 = False
     #: tuning methods that work with this task's models (see the module docstring for lora)
     supported_methods = ("full", "frozen")
 

@@ -139,6 +139,8 @@ def train_loop(
     # ---- setup -----------------------------------------------------------------------------
     device = pick_device()
     dtype = pick_precision(cfg.precision, device)
+    if cfg.precision == "auto" and device.type == "cpu" and not task.cpu_bf16:
+        dtype = None  # the task measured bf16 autocast as slower or less accurate on CPU
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)

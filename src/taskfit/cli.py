@@ -89,8 +89,12 @@ def train(
     recipe: Path | None = typer.Argument(None, help="Recipe YAML file."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides, e.g. train.lr=3e-5 method.r=4"),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted run directory."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (torchrun, DDP; "
+                              "gloo on CPU, nccl on GPUs). The global batch stays train.batch_size."),
 ) -> None:
     """Fine-tune as the recipe says (or resume a run), then evaluate and write the report."""
+    if nproc > 1 and "RANK" not in os.environ:
+        raise typer.Exit(_torchrun(nproc))
     _offline_defaults()
     from taskfit.config import load_recipe
     from taskfit.pipeline import train_recipe
@@ -108,7 +112,32 @@ def train(
         err_console.print("\ninterrupted; the last checkpoint is kept. Continue with "
                           "`taskfit train --resume RUN_DIR`.")
         raise typer.Exit(130) from None
-    _print_run(summary)
+    if os.environ.get("RANK", "0") == "0":
+        _print_run(summary)
+
+
+def _torchrun(nproc: int) -> int:
+    """Start ``nproc`` copies of this very command under torchrun on this machine; return its exit status.
+
+    Multi-node: run ``python -m torch.distributed.run --nnodes N --node-rank R --nproc-per-node P
+    --rdzv-backend c10d --rdzv-endpoint HOST:PORT -m taskfit train recipe.yaml`` on every node instead.
+    """
+    import subprocess
+
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "taskfit", *args]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
 
 
 @app.command()

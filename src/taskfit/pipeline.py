@@ -28,7 +28,7 @@ from taskfit.evaluate import write_html_report
 from taskfit.methods import METHODS, count_trainable
 from taskfit.models import resolve_model
 from taskfit.tasks import TASKS, Task
-from taskfit.train import Progress, TrainResult, train_loop
+from taskfit.train import Progress, TrainResult, distributed, train_loop
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -133,6 +133,7 @@ def train_recipe(
         progress: progress callbacks (the CLI passes a progress bar).
     """
     t_start = time.perf_counter()
+    dist_info = distributed.setup()  # torchrun: join the process group (no-op for one process)
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         if not (run_dir / "recipe.yaml").is_file():
@@ -141,17 +142,19 @@ def train_recipe(
     elif recipe is None:
         raise ConfigError("Give a recipe or a run directory to resume.")
     else:
-        run_dir = run_dir_for(recipe, resume=False)
+        # Rank 0 alone checks and clears the run directory, then tells the others its (timestamped) name.
+        chosen = str(run_dir_for(recipe, resume=False)) if dist_info.is_main else ""
+        run_dir = Path(distributed.broadcast(chosen, dist_info))
     task, splits, model_dir, processor = prepare(recipe)
     t_prep = time.perf_counter()
-    progress = progress or Progress()
+    progress = (progress or Progress()) if dist_info.is_main else Progress()
     progress.note(f"data: {task.describe_data(splits)}")
     for issue in splits.issues:
         where = f" (file {issue['file']}, rows {', '.join(map(str, issue['rows'][:10]))})" if issue["rows"] else ""
         progress.note(f"  {issue['severity']}: {issue['message']}{where}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    if resume_dir is None:
+    if resume_dir is None and dist_info.is_main:
         # Pin the output location so `--resume` finds the same directory from anywhere.
         pinned = recipe.model_copy(deep=True)
         pinned.output.name, pinned.output.dir = run_dir.name, run_dir.parent
@@ -172,6 +175,8 @@ def train_recipe(
                         labels=splits.labels, cfg=recipe.train, head_names=head_names,
                         run_dir=run_dir, resume=resume_dir is not None, progress=progress)
     t_train = time.perf_counter()
+    if not dist_info.is_main:  # rank 0 scores, saves and reports; the other ranks are done
+        return RunSummary(run_dir, run_dir / "report.html", None, {}, result, task)
 
     device = next(model.parameters()).device
     dtype = torch.bfloat16 if result.precision == "bf16" else None
@@ -198,7 +203,7 @@ def train_recipe(
               "wall_train_s": round(t_train - t_prep, 2), "total_s": round(time.perf_counter() - t_start, 2),
               "steps": result.steps, "train_samples_per_s": round(result.samples_per_s, 1),
               "train_tokens_per_s": round(result.tokens_seen / max(result.train_seconds, 1e-9)),
-              "precision": result.precision, "device": result.device,
+              "precision": result.precision, "device": result.device, "processes": dist_info.world,
               "trainable_params": trainable, "total_params": total_params,
               "stopped_early": result.stopped_early, "best": result.best}
     stats = task.data_stats(splits)

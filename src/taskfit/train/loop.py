@@ -22,6 +22,7 @@ from taskfit.config import TrainConfig
 from taskfit.data.batching import BucketBatcher
 from taskfit.errors import ConfigError
 from taskfit.tasks.base import Encoded, Task
+from taskfit.train import distributed
 from taskfit.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -66,8 +67,8 @@ class TrainResult:
         return self.samples_seen / self.train_seconds if self.train_seconds else 0.0
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def pick_device(local_rank: int = 0) -> torch.device:
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
@@ -135,9 +136,11 @@ def train_loop(
 
     Writes ``metrics.jsonl`` and ``checkpoints/`` under ``run_dir``.
     """
-    progress = progress or Progress()
+    dist_info = distributed.current()
+    main = dist_info.is_main  # only rank 0 writes files and shows progress
+    progress = (progress or Progress()) if main else Progress()
     # ---- setup -----------------------------------------------------------------------------
-    device = pick_device()
+    device = pick_device(dist_info.local_rank)
     dtype = pick_precision(cfg.precision, device)
     if cfg.precision == "auto" and device.type == "cpu" and not task.cpu_bf16:
         dtype = None  # the task measured bf16 autocast as slower or less accurate on CPU
@@ -145,6 +148,7 @@ def train_loop(
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
+    fwd = distributed.wrap(model, dist_info, device)  # DDP averages gradients across ranks
     lengths = train.lengths
     batcher = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
     per_epoch = math.ceil(len(batcher) / cfg.grad_accum)
@@ -167,14 +171,18 @@ def train_loop(
         set_rng_state(state["rng"])
         # Lines logged after this checkpoint by the interrupted process will be logged again.
         kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= pos["step"]]
-        write_jsonl(metrics_path, kept)
-    else:
+        if main:
+            write_jsonl(metrics_path, kept)
+    elif main:
         metrics_path.unlink(missing_ok=True)
+    if not resume or latest_checkpoint(ckpt_dir) is None:
         torch.manual_seed(cfg.seed)  # dropout stream
     boundary = {"pos": dict(pos), "rng": rng_state()}
     log_every = max(1, total // 100)
 
     def checkpoint() -> None:
+        if not main:
+            return
         state = {"trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "pos": dict(boundary["pos"]), "early_stopping": dict(es),
                  "counters": dict(counters), "rng": boundary["rng"]}
@@ -191,11 +199,13 @@ def train_loop(
                               f"{', '.join(k for k, v in m.items() if isinstance(v, float))}.")
         record = {"step": step, "epoch": round(epoch, 4), "valid_loss": m["loss"],
                   **{f"valid_{k}": m[k] for k in task.headline if k != "loss" and isinstance(m.get(k), float)}}
-        append_jsonl(metrics_path, record)
+        if main:
+            append_jsonl(metrics_path, record)
         progress.evaluated(record)
         if _improved(m[metric], es["best"], metric, cfg.early_stopping.min_delta):
             es.update(best=m[metric], best_step=step, bad=0)
-            atomic_save(ckpt_dir / "best.pt", lambda p: torch.save(trainable_state(model), p))
+            if main:
+                atomic_save(ckpt_dir / "best.pt", lambda p: torch.save(trainable_state(model), p))
         else:
             es["bad"] += 1
         return cfg.early_stopping.patience is not None and es["bad"] >= cfg.early_stopping.patience
@@ -210,11 +220,12 @@ def train_loop(
             while pos["batch"] < len(batches) and pos["step"] < total:
                 t0 = time.perf_counter()
                 idx = batches[pos["batch"]]
+                mine, weight = distributed.shard(idx, dist_info)  # this rank's rows of the global batch
                 batch = {k: v.to(device, non_blocking=True)
-                         for k, v in task.collate(train, idx, train=True).items()}
+                         for k, v in task.collate(train, mine, train=True).items()}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = task.loss(model, batch)
-                (loss / cfg.grad_accum).backward()
+                    loss = task.loss(fwd, batch)
+                (loss * (weight / cfg.grad_accum)).backward()
                 pos["batch"] += 1
                 acc += 1
                 counters["samples"] += len(idx)
@@ -239,7 +250,7 @@ def train_loop(
                 step, epoch_f = pos["step"], pos["epoch"] + pos["batch"] / len(batches)
                 rate = counters["samples"] / max(counters["seconds"], 1e-9)
                 progress.step(step, loss_value, float(scheduler.get_last_lr()[0]), rate)
-                if step % log_every == 0 or step == total:
+                if main and (step % log_every == 0 or step == total):
                     append_jsonl(metrics_path, {"step": step, "epoch": round(epoch_f, 4),
                                                 "train_loss": counters["log_sum"] / max(1, counters["log_n"]),
                                                 "lr": float(scheduler.get_last_lr()[0])})
@@ -264,6 +275,7 @@ def train_loop(
     progress.stop()
 
     # ---- finish: best weights back into the model ------------------------------------------
+    distributed.barrier(dist_info)  # rank 0 has written best.pt and metrics.jsonl
     best_path = ckpt_dir / "best.pt"
     if best_path.is_file():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True), strict=False)

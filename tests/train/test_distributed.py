@@ -1,0 +1,85 @@
+"""Data-parallel training: `taskfit train --nproc 2` (torchrun, DDP over gloo on CPU) against one process.
+
+With the same global batch (train.batch_size rows, split across the ranks), no dropout and fp32, the two
+runs compute the same averaged gradients, so they end with the same weights and the same scores (up to
+float summation order). Only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_recipe
+from taskfit.train.distributed import DistInfo, shard
+
+
+def test_shard_splits_every_global_batch_and_weights_the_slices() -> None:
+    idx = np.arange(10, 17)  # 7 rows over 3 ranks: 3, 2, 2
+    parts = [shard(idx, DistInfo(rank=r, world=3)) for r in range(3)]
+    assert sorted(np.concatenate([p for p, _ in parts]).tolist()) == idx.tolist()
+    # Weights make the mean of the ranks' scaled slice means equal the global mean.
+    assert sum(w * len(p) / len(p) for p, w in parts) / 3 == pytest.approx(1.0)
+    assert [w for _, w in parts] == pytest.approx([3 / 7 * 3, 2 / 7 * 3, 2 / 7 * 3])
+    # A batch smaller than the job: the spare rank still runs a row, with weight 0.
+    rows, weight = shard(np.array([5]), DistInfo(rank=1, world=2))
+    assert rows.tolist() == [5] and weight == 0.0
+    assert shard(idx, DistInfo())[1] == 1.0
+
+
+@pytest.fixture(scope="module")
+def no_dropout_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny BERT with dropout off, so one and two processes see identical forward passes."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("tiny-nodrop")
+    for f in tiny_model_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out
+
+
+def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int) -> dict:
+    recipe = tiny_recipe(data, model, tmp / "runs", lr=3e-3, batch_size=16, max_steps=8, precision="fp32",
+                         threads=1)
+    recipe["output"]["name"] = name
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "taskfit", "train", str(path), "--nproc", str(nproc)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return {"out": res.stdout, "dir": tmp / "runs" / name,
+            "results": json.loads((tmp / "runs" / name / "results.json").read_text())}
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path: Path, no_dropout_model: Path, bbc_csv: Path) -> None:
+    one = _train(tmp_path, no_dropout_model, bbc_csv, "one", 1)
+    two = _train(tmp_path, no_dropout_model, bbc_csv, "two", 2)
+    for split in ("valid", "test"):
+        a, b = one["results"][split], two["results"][split]
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-4), split
+        assert b["accuracy"] == pytest.approx(a["accuracy"], abs=1e-9), split
+    assert two["results"]["timing"]["steps"] == one["results"]["timing"]["steps"] == 8
+    assert (one["results"]["timing"]["processes"], two["results"]["timing"]["processes"]) == (1, 2)
+    from safetensors.torch import load_file
+
+    wa = load_file(one["dir"] / "model" / "model.safetensors")
+    wb = load_file(two["dir"] / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
+    # Rank 0 alone reported and wrote: one summary line, one set of files.
+    assert two["out"].count("run directory:") == 1
+    assert sorted(p.name for p in (two["dir"] / "checkpoints").glob("step-*.pt"))
+    assert torch.load(two["dir"] / "checkpoints" / "best.pt", weights_only=True)

@@ -90,6 +90,24 @@ def new_modules(info: Mapping[str, Any], default: str) -> list[str]:
     return sorted({k.split(".")[0] for k in info.get("missing_keys", [])}) or [default]
 
 
+def softmax_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-row logits → softmax probabilities, shape [N, C]."""
+    if not len(outputs):
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = torch.from_numpy(np.stack(outputs).astype(np.float32))
+    return torch.softmax(logits, dim=-1).numpy()  # type: ignore[no-any-return]
+
+
+def top_labels(probs: np.ndarray, labels: list[str], top_k: int) -> list[dict[str, Any]]:
+    """For each row of probabilities [N, C]: the best ``label`` and ``score`` and the ``top`` k of them."""
+    out = []
+    for row in probs:
+        order = np.argsort(-row)[:top_k]
+        out.append({"label": labels[order[0]], "score": float(row[order[0]]),
+                    "top": [{"label": labels[i], "score": float(row[i])} for i in order]})
+    return out
+
+
 class Task(ABC):
     """The contract between a task module and the pipeline, the loop and inference.
 
@@ -109,6 +127,8 @@ class Task(ABC):
     cpu_bf16: ClassVar[bool] = True
     #: tuning methods (registry names) that work with this task's models; None = every method
     supported_methods: ClassVar[tuple[str, ...] | None] = None
+    #: why other methods cannot work and what to use instead (the end of check_method's message)
+    unsupported_reason: ClassVar[str] = ""
 
     def __init__(self, options: TaskOptions, text: str = "text", text_pair: str | None = None,
                  label: str = "label", max_length: int = 128) -> None:
@@ -124,8 +144,11 @@ class Task(ABC):
 
     @classmethod
     def check_method(cls, method: str) -> None:
-        """Raise IncompatibleError when tuning method ``method`` cannot train this task (default: all can)."""
-        return None
+        """Raise IncompatibleError when tuning method ``method`` is not in :attr:`supported_methods`."""
+        if cls.supported_methods is not None and method not in cls.supported_methods:
+            from taskfit.errors import IncompatibleError
+
+            raise IncompatibleError(f"method {method!r} cannot train task {cls.name!r}: {cls.unsupported_reason}")
 
     def meta(self) -> dict[str, Any]:
         """What :meth:`from_meta` needs to rebuild this task (stored in taskfit.json)."""
@@ -148,23 +171,32 @@ class Task(ABC):
             cols.append(self.label)
         return [c for c in cols if c]
 
+    #: appended to a missing-column message: which task options name the columns
+    column_hint: ClassVar[str] = ""
+
     def input_problems(self, data: DataConfig) -> list[str]:
-        """Cheap checks of the data files (exist, readable, columns), one line per problem."""
+        """Cheap checks of the data files (exist, readable, columns), one line per problem, all files at once."""
         problems: list[str] = []
         for key in ("train", "valid", "test"):
             path = getattr(data, key)
-            if path is None:
-                continue
-            if not Path(path).exists():
-                problems.append(f"data.{key}: file {str(path)!r} does not exist.")
-                continue
-            try:
-                cols = read_columns(path)
-            except DataError as e:
-                problems.append(f"data.{key}: {e}")
-                continue
-            problems += check_columns(Path(path), cols, key, self.required_columns())
+            if path is not None:
+                problems += self.file_problems(key, Path(path))
         return problems
+
+    def file_problems(self, key: str, path: Path) -> list[str]:
+        """Problems of one data file (``key`` is train / valid / test); tasks with other formats override."""
+        if not path.exists():
+            return [f"data.{key}: file {str(path)!r} does not exist."]
+        return self.column_problems(key, path)
+
+    def column_problems(self, key: str, path: Path) -> list[str]:
+        """An unreadable header, or each required column the table lacks (with :attr:`column_hint`)."""
+        try:
+            cols = read_columns(path)
+        except DataError as e:
+            return [f"data.{key}: {e}"]
+        hint = f" {self.column_hint}" if self.column_hint else ""
+        return [p + hint for p in check_columns(path, cols, key, self.required_columns())]
 
     @abstractmethod
     def load_splits(self, data: DataConfig) -> Splits:

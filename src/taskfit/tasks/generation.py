@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from taskfit.config import DataConfig, GenerationOptions
 from taskfit.data.checks import CheckResult
 from taskfit.data.load import Splits
-from taskfit.data.readers import FORMATS, ROW, read_columns
+from taskfit.data.readers import FORMATS, ROW
 from taskfit.data.split import stratified_split
-from taskfit.errors import DataError, IncompatibleError
+from taskfit.errors import DataError
 from taskfit.tasks.base import TASKS, Encoded, Task, pad_sequences, quiet_from_pretrained
 from taskfit.tasks.generation_data import (
     IGNORE,
@@ -71,6 +71,9 @@ class Generation(Task):
     headline = ("loss", "perplexity", "exact_match", "token_f1")
     #: methods that can train this task (the LM head is pretrained, so a head-only method has nothing to train)
     supported_methods = ("full", "lora")
+    unsupported_reason = ("it trains only a new task head, and a causal LM keeps its pretrained LM head, so nothing "
+                          "would learn. Use method.name: lora (cheap) or full.")
+    column_hint = "Set task.prompt / task.response, or task.messages for chat rows."
 
     def __init__(self, options: GenerationOptions | None = None, text: str = "text", text_pair: str | None = None,
                  label: str = "label", max_length: int = 128) -> None:
@@ -84,13 +87,6 @@ class Generation(Task):
     def from_config(cls, options: Any, data: DataConfig) -> Task:
         return cls(options, text=data.text, label=data.label, max_length=data.max_length)
 
-    @classmethod
-    def check_method(cls, method: str) -> None:
-        """Raise IncompatibleError for a tuning method this task cannot train with."""
-        if method not in cls.supported_methods:
-            raise IncompatibleError(
-                f"method {method!r} cannot train task 'generation': it trains only a new task head, and a causal "
-                "LM keeps its pretrained LM head, so nothing would learn. Use method.name: lora (cheap) or full.")
 
     # ---- data ----------------------------------------------------------------------------------
     def required_columns(self, labelled: bool = True) -> list[str]:
@@ -98,28 +94,12 @@ class Generation(Task):
             return [self.opts.messages]
         return [self.opts.prompt, self.opts.response] if labelled else [self.opts.prompt]
 
-    def input_problems(self, data: DataConfig) -> list[str]:
-        problems: list[str] = []
-        for key in ("train", "valid", "test"):
-            path = getattr(data, key)
-            if path is None:
-                continue
-            if not Path(path).is_file():
-                problems.append(f"data.{key}: file {str(path)!r} does not exist.")
-                continue
-            if Path(path).suffix.lower() not in FORMATS:
-                problems.append(f"data.{key}: unsupported file type {Path(path).suffix!r}; expected one of "
-                                f"{', '.join(sorted(FORMATS))}.")
-                continue
-            try:
-                cols = read_columns(path)
-            except DataError as e:
-                problems.append(f"data.{key}: {e}")
-                continue
-            problems += [f"data.{key}: column {c!r} not found in {path}; available columns: {', '.join(cols)}. "
-                         "Set task.prompt / task.response, or task.messages for chat rows."
-                         for c in self.required_columns() if c not in cols]
-        return problems
+    def file_problems(self, key: str, path: Path) -> list[str]:
+        if not path.is_file():
+            return [f"data.{key}: file {str(path)!r} does not exist."]
+        if path.suffix.lower() not in FORMATS:
+            return [f"data.{key}: unsupported file type {path.suffix!r}; expected one of {', '.join(sorted(FORMATS))}."]
+        return self.column_problems(key, path)
 
     def load_splits(self, data: DataConfig) -> Splits:
         """Read every file, check it, split train randomly (seeded) into train/valid/test."""

@@ -28,12 +28,12 @@ import torch.nn.functional as F
 
 from taskfit.config import DataConfig, ImageClassificationOptions
 from taskfit.data.load import Splits
-from taskfit.data.readers import ROW, read_columns
+from taskfit.data.readers import ROW
 from taskfit.data.split import stratified_split
 from taskfit.errors import DataError, IncompatibleError
 from taskfit.evaluate.metrics import classification_metrics
 from taskfit.models.vision import ImageModel, is_image_model_dir, load_image_model, read_config, save_image_model
-from taskfit.tasks.base import TASKS, Encoded, Task
+from taskfit.tasks.base import TASKS, Encoded, Task, softmax_rows, top_labels
 from taskfit.tasks.image_data import (
     PATH,
     augment_batch,
@@ -60,6 +60,10 @@ class ImageClassification(Task):
     cpu_bf16 = False
     #: tuning methods that work with this task's models (see the module docstring for lora)
     supported_methods = ("full", "frozen")
+    unsupported_reason = (
+        "taskfit's LoRA adapts nn.Linear layers, and these CNNs (EfficientNet-Lite0, MobileNetV2) have none outside "
+        "the new head (their 1×1 layers are convolutions). Use method.name: frozen (head only, fast) or full.")
+    column_hint = "Set task.image / data.label to the right columns."
 
     def __init__(self, options: ImageClassificationOptions | None = None, text: str = "text",
                  text_pair: str | None = None, label: str = "label", max_length: int = 128) -> None:
@@ -68,41 +72,16 @@ class ImageClassification(Task):
         self.size = stored_size(self.opts.image_size)
         self._pixels: dict[str, np.ndarray] = {}  # decoded once in load_splits, reused by encode
 
-    @classmethod
-    def check_method(cls, method: str) -> None:
-        """Raise IncompatibleError for ``lora`` (and any method other than full / frozen)."""
-        if method not in cls.supported_methods:
-            raise IncompatibleError(
-                f"method {method!r} cannot train task 'image_classification': taskfit's LoRA adapts nn.Linear "
-                "layers, and these CNNs (EfficientNet-Lite0, MobileNetV2) have none outside the new head (their "
-                "1×1 layers are convolutions). Use method.name: frozen (head only, fast) or full.")
 
     def required_columns(self, labelled: bool = True) -> list[str]:
         return [self.opts.image, self.label] if labelled else [self.opts.image]
 
     # ---- data ----------------------------------------------------------------------------------
-    def input_problems(self, data: DataConfig) -> list[str]:
-        problems: list[str] = []
-        for key in ("train", "valid", "test"):
-            path = getattr(data, key)
-            if path is None:
-                continue
-            path = Path(path)
-            if not path.exists():
-                problems.append(f"data.{key}: {str(path)!r} does not exist (give a folder with one sub-folder "
-                                "per class, or a CSV/JSONL/Parquet table of image paths).")
-            elif path.is_dir():
-                problems += folder_problems(path, key)
-            else:
-                try:
-                    cols = read_columns(path)
-                except DataError as e:
-                    problems.append(f"data.{key}: {e}")
-                    continue
-                problems += [f"data.{key}: column {c!r} not found in {path}; available columns: "
-                             f"{', '.join(cols)}. Set task.image / data.label to the right columns."
-                             for c in self.required_columns() if c not in cols]
-        return problems
+    def file_problems(self, key: str, path: Path) -> list[str]:
+        if not path.exists():
+            return [f"data.{key}: {str(path)!r} does not exist (give a folder with one sub-folder per class, or a "
+                    "CSV/JSONL/Parquet table of image paths)."]
+        return folder_problems(path, key) if path.is_dir() else self.column_problems(key, path)
 
     def _read(self, path: Path, data: DataConfig) -> pd.DataFrame:
         if not path.is_dir():
@@ -252,17 +231,10 @@ class ImageClassification(Task):
 
     def probabilities(self, outputs: list[Any]) -> np.ndarray:
         """Softmax over the labels, shape [N, C]."""
-        logits = torch.from_numpy(np.stack(outputs).astype(np.float32))
-        return torch.softmax(logits, dim=-1).numpy()  # type: ignore[no-any-return]
+        return softmax_rows(outputs)
 
     def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
-        out = []
-        for logits in outputs:
-            row = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=-1).numpy()
-            order = np.argsort(-row)[:top_k]
-            out.append({"label": labels[order[0]], "score": float(row[order[0]]),
-                        "top": [{"label": labels[i], "score": float(row[i])} for i in order]})
-        return out
+        return top_labels(softmax_rows(outputs), labels, top_k)
 
     # ---- presentation --------------------------------------------------------------------------
     def report_sections(self, scores: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:

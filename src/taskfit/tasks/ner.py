@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from taskfit.config import DataConfig, NerOptions
 from taskfit.data.load import Splits
-from taskfit.data.readers import FORMATS, ROW, read_columns
+from taskfit.data.readers import FORMATS, ROW
 from taskfit.errors import ConfigError, DataError, IncompatibleError
 from taskfit.tasks.base import TASKS, Encoded, Task, new_modules, pad_sequences, quiet_from_pretrained, token_lengths
 from taskfit.tasks.ner_data import (
@@ -89,32 +89,20 @@ class Ner(Task):
                    max_length=int(meta.get("max_length", 128)), scheme=meta.get("scheme"))
 
     # ---- data ----------------------------------------------------------------------------------
+    column_hint = "Set task.tokens / task.tags."
+
     def required_columns(self, labelled: bool = True) -> list[str]:
         return [self.opts.tokens, self.opts.tags] if labelled else [self.opts.tokens]
 
-    def input_problems(self, data: DataConfig) -> list[str]:
-        problems: list[str] = []
-        for key in ("train", "valid", "test"):
-            path = getattr(data, key)
-            if path is None:
-                continue
-            path = Path(path)
-            if not path.is_file():
-                problems.append(f"data.{key}: file {str(path)!r} does not exist.")
-            elif is_conll(path):
-                continue  # read fully (and checked line by line) by load_splits
-            elif path.suffix.lower() not in FORMATS:
-                problems.append(f"data.{key}: unsupported file type {path.suffix!r} for ner; expected CoNLL "
-                                f"({', '.join(CONLL_SUFFIXES)}) or a table (.jsonl, .json, .csv, .parquet).")
-            else:
-                try:
-                    cols = read_columns(path)
-                except DataError as e:
-                    problems.append(f"data.{key}: {e}")
-                    continue
-                problems += [f"data.{key}: column {c!r} not found in {path}; available columns: {', '.join(cols)}. "
-                             "Set task.tokens / task.tags." for c in self.required_columns() if c not in cols]
-        return problems
+    def file_problems(self, key: str, path: Path) -> list[str]:
+        if not path.is_file():
+            return [f"data.{key}: file {str(path)!r} does not exist."]
+        if is_conll(path):
+            return []  # read fully (and checked line by line) by load_splits
+        if path.suffix.lower() not in FORMATS:
+            return [f"data.{key}: unsupported file type {path.suffix!r} for ner; expected CoNLL "
+                    f"({', '.join(CONLL_SUFFIXES)}) or a table (.jsonl, .json, .csv, .parquet)."]
+        return self.column_problems(key, path)
 
     def _read(self, path: Path, limit: int | None) -> pd.DataFrame:
         return read_sentences(Path(path), self.opts.tokens, self.opts.tags, self.opts.tag_column, limit)

@@ -30,7 +30,6 @@ from taskfit.config import DataConfig, RetrievalOptions
 from taskfit.data.batching import BucketBatcher
 from taskfit.data.load import Splits
 from taskfit.data.readers import ROW
-from taskfit.errors import IncompatibleError
 from taskfit.tasks.base import TASKS, Encoded, Task, pad_sequences, quiet_from_pretrained, token_lengths
 from taskfit.tasks.retrieval_data import load_pair_splits, read_pairs
 from taskfit.tasks.retrieval_report import failures, ranking_metrics, render_retrieval, retrieval_sections
@@ -104,6 +103,8 @@ class Retrieval(Task):
     default_metric = "mrr"
     headline = ("recall@1", "recall@5", "mrr", "ndcg@10", "loss")
     supported_methods = ("full", "lora")
+    unsupported_reason = ("the bi-encoder adds no new head, so a head-only method would train nothing. "
+                          "Use method.name: full, or lora (cheaper).")
 
     def __init__(self, options: RetrievalOptions | None = None, text: str = "text", text_pair: str | None = None,
                  label: str = "label", max_length: int = 128) -> None:
@@ -124,13 +125,6 @@ class Retrieval(Task):
     def from_config(cls, options: Any, data: DataConfig) -> Task:
         return cls(options, text=data.text, label=data.label, max_length=data.max_length)
 
-    @classmethod
-    def check_method(cls, method: str) -> None:
-        """Raise IncompatibleError for a method that cannot train a bi-encoder (it has no new head)."""
-        if method not in cls.supported_methods:
-            raise IncompatibleError(
-                f"method {method!r} cannot train task 'retrieval': the bi-encoder adds no new head, so a "
-                "head-only method would train nothing. Use method.name: full, or lora (cheaper).")
 
     def meta(self) -> dict[str, Any]:
         return {**super().meta(), "prefixes": list(self.prefixes or ("", ""))}

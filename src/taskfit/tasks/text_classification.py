@@ -20,7 +20,17 @@ from taskfit.config import DataConfig, TextClassificationOptions
 from taskfit.data.load import Splits, load_splits
 from taskfit.data.readers import ROW
 from taskfit.evaluate.metrics import classification_metrics
-from taskfit.tasks.base import TASKS, Encoded, Task, new_modules, pad_sequences, quiet_from_pretrained, token_lengths
+from taskfit.tasks.base import (
+    TASKS,
+    Encoded,
+    Task,
+    new_modules,
+    pad_sequences,
+    quiet_from_pretrained,
+    softmax_rows,
+    token_lengths,
+    top_labels,
+)
 
 
 def encode_texts(frame: pd.DataFrame, tokenizer: Any, text: str, text_pair: str | None,
@@ -110,17 +120,10 @@ class TextClassification(Task):
 
     def probabilities(self, outputs: list[Any]) -> np.ndarray:
         """Softmax over the labels, shape [N, C]."""
-        logits = torch.from_numpy(np.stack(outputs).astype(np.float32))
-        return torch.softmax(logits, dim=-1).numpy()  # type: ignore[no-any-return]
+        return softmax_rows(outputs)
 
     def format_predictions(self, outputs: list[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
-        out = []
-        for logits in outputs:
-            row = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=-1).numpy()
-            order = np.argsort(-row)[:top_k]
-            out.append({"label": labels[order[0]], "score": float(row[order[0]]),
-                        "top": [{"label": labels[i], "score": float(row[i])} for i in order]})
-        return out
+        return top_labels(softmax_rows(outputs), labels, top_k)
 
     def render(self, console: Any, metrics: Mapping[str, Any], title: str) -> None:
         from taskfit.evaluate import render_metrics

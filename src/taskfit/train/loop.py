@@ -162,7 +162,8 @@ def train_loop(
     pos = {"epoch": 0, "batch": 0, "step": 0}
     es: dict[str, Any] = {"best": None, "best_step": None, "bad": 0}
     counters: dict[str, Any] = {"samples": 0, "tokens": 0, "seconds": 0.0, "log_sum": 0.0, "log_n": 0}
-    if resume and (ckpt := latest_checkpoint(ckpt_dir)) is not None:
+    ckpt = latest_checkpoint(ckpt_dir) if resume else None
+    if ckpt is not None:
         state = load_checkpoint(ckpt)
         model.load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -175,8 +176,8 @@ def train_loop(
             write_jsonl(metrics_path, kept)
     elif main:
         metrics_path.unlink(missing_ok=True)
-    if not resume or latest_checkpoint(ckpt_dir) is None:
-        torch.manual_seed(cfg.seed)  # dropout stream
+    if ckpt is None:
+        torch.manual_seed(cfg.seed)  # dropout stream (a resumed run restores it with the other RNG states)
     boundary = {"pos": dict(pos), "rng": rng_state()}
     log_every = max(1, total // 100)
 

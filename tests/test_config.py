@@ -65,7 +65,8 @@ def test_recipe_round_trips_through_yaml(tree: dict[str, Any]) -> None:
     assert again == recipe
     # The dump is fully resolved: defaults appear, so the file alone reproduces the run.
     dumped = yaml.safe_load(text)
-    assert set(dumped) == {"task", "data", "model", "method", "train", "output"}
+    assert set(dumped) == {"task", "data", "model", "method", "train", "output", "privacy", "adversarial",
+                           "fairness", "federated"}
     assert "checks" in dumped["data"] and "early_stopping" in dumped["train"]
 
 

@@ -12,28 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from taskfit.commands import register_all
+from taskfit.commands.common import console, err_console
+from taskfit.commands.common import fail as _fail
+from taskfit.commands.common import offline_defaults as _offline_defaults
 from taskfit.errors import TaskfitError
 from taskfit.train.loop import Progress as TrainProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskfit: fine-tune a pretrained model on your own data, measured and reported.")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _offline_defaults() -> None:
-    # Nothing is fetched at run time unless the user opts in by setting HF_HUB_OFFLINE=0.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # taskfit draws its own progress; HF's load/save bars are noise
-
 
 class BarProgress(TrainProgress):
     """Training progress as a rich bar with steps, loss, samples/s and ETA."""
@@ -61,13 +51,6 @@ class BarProgress(TrainProgress):
 
     def stop(self) -> None:
         self.bar.stop()
-
-
-def _fail(e: TaskfitError) -> None:
-    err_console.print(f"[bold red]error:[/] {type(e).__name__}: ", end="", highlight=False)
-    # soft_wrap: never insert line breaks into paths and values the user may copy from the message
-    err_console.print(str(e), markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _print_run(summary: Any) -> None:
@@ -344,6 +327,9 @@ def dataset(
     except TaskfitError as e:
         _fail(e)
     console.print(f"wrote {path}")
+
+
+register_all(app)  # scan-pii, attack, explain, audit, federate
 
 
 def main() -> None:

@@ -66,6 +66,12 @@ class DataConfig(_Strict):
     max_length: int = Field(128, ge=8, le=8192, description="Longer texts are truncated to this many tokens.")
     limit: int | None = Field(None, ge=1, description="Use only the first N rows of each file (quick runs).")
     checks: ChecksConfig = Field(default_factory=ChecksConfig, description="Data quality checks.")
+    pii_mask: bool = Field(False, description="Replace personal data (emails, phone numbers, ID and bank card "
+                           "numbers, IP addresses, person names) in every text column by a typed placeholder such "
+                           "as <PHONE> before training; counts per type go to results.json and the report.")
+    keep_columns: list[str] = Field(
+        [], description="Extra columns carried through loading but never fed to the model (e.g. the fairness group "
+        "column, added here automatically from fairness.group_column).")
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
@@ -252,6 +258,62 @@ class TrainConfig(_Strict):
     )
 
 
+class DPConfig(_Strict):
+    """Differentially private training (DP-SGD through Opacus): per-example clipping plus Gaussian noise."""
+
+    epsilon: float = Field(gt=0, description="Privacy budget ε to spend over the whole run (smaller = more private).")
+    delta: float | None = Field(None, gt=0, lt=1, description="δ of (ε, δ)-DP (default: 1 / (10 × training rows)).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-example gradient clipping norm.")
+    accountant: Literal["rdp", "prv"] = Field("prv", description="Opacus privacy accountant.")
+
+
+class PrivacyConfig(_Strict):
+    """Privacy of the training data."""
+
+    dp: DPConfig | None = Field(None, description="DP-SGD settings; null trains without differential privacy.")
+
+
+class AdversarialConfig(_Strict):
+    """Adversarial training on the input embeddings (text tasks)."""
+
+    method: Literal["fgm", "pgd"] = Field(description="fgm: one gradient step; pgd: several projected steps.")
+    epsilon: float = Field(1.0, gt=0, description="Size (L2 norm per example) of the embedding perturbation.")
+    steps: int = Field(3, ge=1, le=20, description="PGD ascent steps (fgm uses 1).")
+    alpha: float | None = Field(None, gt=0, description="PGD step size (default: epsilon / steps × 1.5).")
+    weight: float = Field(1.0, gt=0, description="Weight of the adversarial loss added to the clean loss.")
+
+
+class FairnessConfig(_Strict):
+    """Per-group evaluation of the model (fairlearn)."""
+
+    group_column: str = Field(description="Column (in the test data) naming each row's group, e.g. gender or region.")
+    positive_label: str | None = Field(
+        None, description="The favourable label for selection rates (default: the second label of a binary task).")
+    mitigate: bool = Field(False, description="Also fit group-specific thresholds (fairlearn ThresholdOptimizer, "
+                           "binary tasks) on validation and report the before/after.")
+    constraint: Literal["demographic_parity", "equalized_odds"] = Field(
+        "demographic_parity", description="Constraint of the threshold mitigation.")
+
+
+class FederatedConfig(_Strict):
+    """Federated training with Flower (`taskfit federate`): each client trains on its own share of the data."""
+
+    clients: int = Field(3, ge=2, le=100, description="Number of clients.")
+    rounds: int = Field(3, ge=1, description="Federated rounds.")
+    partition: Literal["column", "iid", "dirichlet"] = Field(
+        "iid", description="How train rows are split across clients: by a column, at random, or label-skewed.")
+    partition_column: str | None = Field(None, description="Column naming each row's client (partition: column).")
+    dirichlet_alpha: float = Field(0.5, gt=0, description="Label skew of partition: dirichlet (smaller = more skew).")
+    strategy: Literal["fedavg", "fedprox"] = Field("fedavg", description="Aggregation strategy.")
+    proximal_mu: float = Field(0.01, ge=0, description="FedProx proximal term weight.")
+    local_epochs: float = Field(1.0, gt=0, description="Local passes over each client's data per round.")
+    fraction_fit: float = Field(1.0, gt=0, le=1, description="Share of clients asked to train each round.")
+    min_fit_clients: int | None = Field(None, ge=1, description="Fewest results a round accepts (default: 1).")
+    mode: Literal["simulation", "processes"] = Field(
+        "simulation", description="simulation: one process (Flower simulation); processes: a SuperLink and one "
+        "SuperNode process per client on loopback.")
+
+
 class OutputConfig(_Strict):
     """Where the run directory goes."""
 
@@ -273,6 +335,23 @@ class Recipe(_Strict):
     method: MethodBlock = Field(default_factory=FullConfig, description="Tuning method (by name).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Run directory.")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="Differential privacy.")
+    adversarial: AdversarialConfig | None = Field(None, description="Adversarial training (null: off).")
+    fairness: FairnessConfig | None = Field(None, description="Per-group fairness evaluation (null: off).")
+    federated: FederatedConfig | None = Field(
+        None, description="Federated training settings for `taskfit federate` (null: its defaults).")
+
+    @model_validator(mode="after")
+    def _group_kept(self) -> Recipe:
+        if self.fairness and self.fairness.group_column not in self.data.keep_columns:
+            self.data.keep_columns = [*self.data.keep_columns, self.fairness.group_column]
+        fed = self.federated
+        if fed is not None and fed.partition == "column":
+            if fed.partition_column is None:
+                raise ValueError("federated.partition is 'column' but federated.partition_column is not set")
+            if fed.partition_column not in self.data.keep_columns:
+                self.data.keep_columns = [*self.data.keep_columns, fed.partition_column]
+        return self
 
     @field_validator("task", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ from taskfit.methods import METHODS, count_trainable
 from taskfit.models import resolve_model
 from taskfit.tasks import TASKS, Task
 from taskfit.train import Progress, TrainResult, distributed, train_loop
+from taskfit.trust import fairness_results, mask_pii, step_hooks
+from taskfit.trust import report_sections as trust_sections
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -146,6 +148,7 @@ def train_recipe(
         chosen = str(run_dir_for(recipe, resume=False)) if dist_info.is_main else ""
         run_dir = Path(distributed.broadcast(chosen, dist_info))
     task, splits, model_dir, processor = prepare(recipe)
+    pii_counts = mask_pii(recipe, task, splits)  # before anything is encoded, logged or reported
     t_prep = time.perf_counter()
     progress = (progress or Progress()) if dist_info.is_main else Progress()
     progress.note(f"data: {task.describe_data(splits)}")
@@ -171,9 +174,10 @@ def train_recipe(
     model = method.apply(model, recipe.method, head_names)
     trainable, total_params = count_trainable(model)
 
+    hooks = step_hooks(recipe, task, len(encoded["train"]))
     result = train_loop(model=model, task=task, train=encoded["train"], valid=encoded["valid"],
                         labels=splits.labels, cfg=recipe.train, head_names=head_names,
-                        run_dir=run_dir, resume=resume_dir is not None, progress=progress)
+                        run_dir=run_dir, resume=resume_dir is not None, progress=progress, hooks=hooks)
     t_train = time.perf_counter()
     if not dist_info.is_main:  # rank 0 scores, saves and reports; the other ranks are done
         return RunSummary(run_dir, run_dir / "report.html", None, {}, result, task)
@@ -182,6 +186,7 @@ def train_recipe(
     dtype = torch.bfloat16 if result.precision == "bf16" else None
     scores: dict[str, dict[str, Any]] = {s: task.evaluate(model, encoded[s], splits.labels, device, dtype)
               for s in ("valid", "test") if s in encoded}
+    fairness = fairness_results(recipe, task, model, encoded, splits, device, dtype)
     if getattr(recipe.method, "save_adapter", False) and hasattr(model, "peft_config"):
         tmp = run_dir / "adapter.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -210,12 +215,15 @@ def train_recipe(
     hw = hardware()
     results = {"valid": scores["valid"], "test": scores.get("test"), "timing": timing,
                "data_stats": stats, "data_issues": splits.issues, "hardware": hw}
+    trust = {"pii": pii_counts, "privacy": result.extra.get("dp"), "adversarial": result.extra.get("adversarial"),
+             "fairness": fairness}
+    results.update({k: v for k, v in trust.items() if v})
     atomic_write_json(run_dir / "results.json", results)
     report = write_html_report(
         run_dir / "report.html", title=f"taskfit run {run_dir.name}", test_metrics=scores.get("test"),
         valid_metrics=scores["valid"], history=result.history, recipe_yaml=recipe.to_yaml(),
         data_stats=stats, data_issues=splits.issues, timing=timing, hardware=hw,
-        extra_sections=task.report_sections(scores),
+        extra_sections=task.report_sections(scores) + trust_sections(results),
     )
     atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing, task))
     return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result, task)

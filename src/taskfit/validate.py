@@ -24,6 +24,9 @@ def input_problems(recipe: Recipe) -> list[str]:
         resolve_model(recipe.model.name)
     except ModelNotFoundError as e:
         problems.append(f"model.name: {e}")
+    from taskfit.trust import recipe_problems
+
+    problems += recipe_problems(recipe)
     return problems
 
 

@@ -60,7 +60,9 @@ def read_split(path: Path, cfg: DataConfig, key: str, labelled: bool = True) -> 
     problems = check_columns(path, [c for c in df.columns if c != ROW], key, required)
     if problems:
         raise DataError(" ".join(problems), source=path)
-    keep = list(required)
+    # Extra columns (fairness groups, federated partitions) are carried along when the file has them;
+    # the consumer that needs one checks for it and names the file.
+    keep = list(required) + [c for c in cfg.keep_columns if c in df.columns and c not in required]
     out = df[keep].copy()
     for col in keep:
         missing = out[col].isna()

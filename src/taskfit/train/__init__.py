@@ -1,5 +1,6 @@
 """Train stage: the loop, schedules and checkpoints."""
 
+from taskfit.train.hooks import StepHook
 from taskfit.train.loop import Progress, TrainResult, train_loop
 
-__all__ = ["Progress", "TrainResult", "train_loop"]
+__all__ = ["Progress", "StepHook", "TrainResult", "train_loop"]

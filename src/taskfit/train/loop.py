@@ -31,6 +31,7 @@ from taskfit.train.checkpoint import (
     set_rng_state,
     trainable_state,
 )
+from taskfit.train.hooks import StepHook
 from taskfit.train.schedule import make_scheduler, warmup_steps
 from taskfit.utils.io import append_jsonl, atomic_save, read_jsonl, write_jsonl
 
@@ -131,10 +132,12 @@ def train_loop(
     resume: bool = False,
     progress: Progress | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    hooks: list[StepHook] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; the best weights (by the early-stopping metric) are loaded at the end.
 
-    Writes ``metrics.jsonl`` and ``checkpoints/`` under ``run_dir``.
+    Writes ``metrics.jsonl`` and ``checkpoints/`` under ``run_dir``. ``hooks`` change the step (DP-SGD,
+    adversarial training; see :mod:`taskfit.train.hooks`); at most one of them may own the backward pass.
     """
     dist_info = distributed.current()
     main = dist_info.is_main  # only rank 0 writes files and shows progress
@@ -150,11 +153,20 @@ def train_loop(
     model.to(device).train()
     fwd = distributed.wrap(model, dist_info, device)  # DDP averages gradients across ranks
     lengths = train.lengths
-    batcher = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
+    batcher: Any = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
+    optimizer: Any = build_optimizer(model, cfg, head_names, device)
+    hooks = list(hooks or [])
+    for hook in hooks:
+        fwd, optimizer, batcher = hook.setup(model, fwd, optimizer, batcher, device)
+    owners = [h for h in hooks if type(h).backward is not StepHook.backward]
+    if len(owners) > 1:
+        raise ConfigError(f"{' and '.join(h.name for h in owners)} both change the backward pass and cannot be "
+                          "combined in one run; turn one of them off.")
+    stepper = owners[0] if owners else StepHook()
+    clip = cfg.max_grad_norm if not any(h.replaces_clipping for h in hooks) else None
     per_epoch = math.ceil(len(batcher) / cfg.grad_accum)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     eval_every = cfg.eval_every or per_epoch
-    optimizer = build_optimizer(model, cfg, head_names, device)
     scheduler = make_scheduler(optimizer, cfg.schedule, warmup_steps(cfg.warmup, total), total)
     metric = cfg.early_stopping.metric or task.default_metric
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
@@ -169,6 +181,8 @@ def train_loop(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         pos, es, counters = state["pos"], state["early_stopping"], state["counters"]
+        for hook in hooks:
+            hook.load_state_dict(state.get("hooks", {}).get(hook.name, {}))
         set_rng_state(state["rng"])
         # Lines logged after this checkpoint by the interrupted process will be logged again.
         kept = [r for r in read_jsonl(metrics_path) if r.get("step", 0) <= pos["step"]]
@@ -186,7 +200,8 @@ def train_loop(
             return
         state = {"trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "pos": dict(boundary["pos"]), "early_stopping": dict(es),
-                 "counters": dict(counters), "rng": boundary["rng"]}
+                 "counters": dict(counters), "rng": boundary["rng"],
+                 "hooks": {h.name: h.state_dict() for h in hooks}}
         save_checkpoint(ckpt_dir, boundary["pos"]["step"], state, cfg.keep_checkpoints)
         if on_checkpoint:
             on_checkpoint(boundary["pos"]["step"])
@@ -224,9 +239,13 @@ def train_loop(
                 mine, weight = distributed.shard(idx, dist_info)  # this rank's rows of the global batch
                 batch = {k: v.to(device, non_blocking=True)
                          for k, v in task.collate(train, mine, train=True).items()}
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = task.loss(fwd, batch)
-                (loss * (weight / cfg.grad_accum)).backward()
+
+                def compute_loss(batch: dict[str, torch.Tensor] = batch) -> torch.Tensor:
+                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        return task.loss(fwd, batch)
+
+                loss = compute_loss()
+                stepper.backward(compute_loss, loss, weight / cfg.grad_accum)
                 pos["batch"] += 1
                 acc += 1
                 counters["samples"] += len(idx)
@@ -239,14 +258,15 @@ def train_loop(
                     continue
                 # ---- optimiser step (also at the end of an epoch with a partial accumulation) ----
                 updating = True  # an interrupt from here to the new boundary must not checkpoint
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+                if clip:
+                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 acc = 0
                 pos["step"] += 1
+                for hook in hooks:
+                    hook.after_step(pos["step"])
                 counters["seconds"] += time.perf_counter() - t0
                 step, epoch_f = pos["step"], pos["epoch"] + pos["batch"] / len(batches)
                 rate = counters["samples"] / max(counters["seconds"], 1e-9)
@@ -285,5 +305,6 @@ def train_loop(
         best={"metric": metric, "value": es["best"], "step": es["best_step"]},
         stopped_early=stopped_early, train_seconds=counters["seconds"], samples_seen=counters["samples"],
         tokens_seen=counters["tokens"], precision="bf16" if dtype is not None else "fp32", device=str(device),
+        extra={h.name: h.summary() for h in hooks},
     )
 

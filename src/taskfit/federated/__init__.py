@@ -1,0 +1,1 @@
+"""Federated training with Flower: `taskfit federate recipe.yaml` (see docs/trust.md)."""

@@ -1,1 +1,4 @@
-"""`taskfit audit RUN_DIR`: one HTML + JSON trust report (privacy, robustness, fairness, explanations, provenance, model card)."""
+"""`taskfit audit RUN_DIR`: one HTML + JSON trust report.
+
+Privacy, robustness, fairness, explanations, data provenance and the model card.
+"""

@@ -81,12 +81,12 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """Content hash of a data file; of a data folder (images), the hash of its files' names and hashes."""
     h = hashlib.sha256()
     if path.is_dir():
         for f in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(path)}\0{_sha256(f)}\n".encode())
+            h.update(f"{f.relative_to(path)}\0{file_sha256(f)}\n".encode())
         return h.hexdigest()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -199,7 +199,7 @@ def train_recipe(
         "base_model": recipe.model.name, "method": recipe.method.model_dump(mode="json"),
         "metrics": {s: _headline(task, m) for s, m in scores.items()},
         "data": {s: {"file": str(getattr(recipe.data, s) or recipe.data.train),
-                     "sha256": _sha256(Path(getattr(recipe.data, s) or recipe.data.train)),
+                     "sha256": file_sha256(Path(getattr(recipe.data, s) or recipe.data.train)),
                      "rows": len(df)} for s, df in splits.frames.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -225,7 +225,7 @@ def train_recipe(
         data_stats=stats, data_issues=splits.issues, timing=timing, hardware=hw,
         extra_sections=task.report_sections(scores) + trust_sections(results),
     )
-    atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing, task))
+    atomic_write_text(run_dir / "model_card.md", model_card(recipe, meta, timing, task, results))
     return RunSummary(run_dir, report, scores.get("test"), scores["valid"], result, task)
 
 
@@ -233,8 +233,10 @@ def _headline(task: Task, m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in (*task.headline, "n") if k in m}
 
 
-def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any], task: Task) -> str:
-    """A short model card in Markdown (the trust stage extends it)."""
+def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any], task: Task,
+               results: dict[str, Any] | None = None) -> str:
+    """A short model card in Markdown (`taskfit audit` replaces it with the full one)."""
+    results = results or {}
     keys = [k for k in task.headline if any(k in m for m in meta["metrics"].values())]
     lines = [f"# Model card: {recipe.task.name} on {recipe.model.name}", ""]
     if meta["labels"]:
@@ -249,6 +251,17 @@ def model_card(recipe: Recipe, meta: dict[str, Any], timing: dict[str, Any], tas
         lines.append(f"| {split} | " + " | ".join(cells) + f" | {m.get('n', '')} |")
     lines += ["", "## Data", ""]
     lines += [f"- {s}: `{d['file']}` ({d['rows']} rows, sha256 {d['sha256'][:12]}…)" for s, d in meta["data"].items()]
+    lines += ["", "## Privacy and robustness", ""]
+    dp = results.get("privacy")
+    lines.append(f"- Differential privacy: ε = {dp['epsilon_spent']:.3f} spent at δ = {dp['delta']:.1e} (DP-SGD)"
+                 if dp else "- Differential privacy: none")
+    pii = results.get("pii")
+    if pii:
+        lines.append(f"- Personal data masked before training: {sum(pii.get('by_type', {}).values())} items")
+    adv = results.get("adversarial")
+    if adv:
+        lines.append(f"- Adversarial training: {adv.get('method')} (ε = {adv.get('epsilon')})")
+    lines.append("- Full trust report: `taskfit audit RUN_DIR`")
     lines += ["", "## Limits", "", "Scores hold for data like the test split above; check them on your own "
               "traffic before relying on the model, and per group of users where fairness matters.", ""]
     return "\n".join(lines)

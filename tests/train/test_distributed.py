@@ -49,24 +49,34 @@ def no_dropout_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: P
     return out
 
 
+def _taskfit(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "taskfit", *args], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return res
+
+
 def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int) -> dict:
     recipe = tiny_recipe(data, model, tmp / "runs", lr=3e-3, batch_size=16, max_steps=8, precision="fp32",
-                         threads=1)
+                         threads=1, checkpoint_every=4, keep_checkpoints=2)
     recipe["output"]["name"] = name
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "taskfit", "train", str(path), "--nproc", str(nproc)],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    res = _taskfit(["train", str(path), "--nproc", str(nproc)])
     return {"out": res.stdout, "dir": tmp / "runs" / name,
             "results": json.loads((tmp / "runs" / name / "results.json").read_text())}
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, no_dropout_model: Path, bbc_csv: Path) -> dict[str, dict]:
+    tmp = tmp_path_factory.mktemp("ddp")
+    return {name: _train(tmp, no_dropout_model, bbc_csv, name, n) for name, n in (("one", 1), ("two", 2))}
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path: Path, no_dropout_model: Path, bbc_csv: Path) -> None:
-    one = _train(tmp_path, no_dropout_model, bbc_csv, "one", 1)
-    two = _train(tmp_path, no_dropout_model, bbc_csv, "two", 2)
+def test_two_gloo_processes_match_one_process(runs: dict[str, dict]) -> None:
+    one, two = runs["one"], runs["two"]
     for split in ("valid", "test"):
         a, b = one["results"][split], two["results"][split]
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-4), split
@@ -83,3 +93,31 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, no_dropout_model: 
     assert two["out"].count("run directory:") == 1
     assert sorted(p.name for p in (two["dir"] / "checkpoints").glob("step-*.pt"))
     assert torch.load(two["dir"] / "checkpoints" / "best.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_on_one_process(runs: dict[str, dict], tmp_path: Path) -> None:
+    """Checkpoints hold the global state (full weights and optimiser, global batch position), so a run
+    interrupted under 2 processes continues under 1 and reaches the same step-8 state."""
+    import shutil
+
+    two = runs["two"]["dir"]
+    resumed = tmp_path / "runs" / "two"
+    shutil.copytree(two, resumed)
+    # Back to how the run looked when interrupted after the step-4 checkpoint.
+    for gone in ("model", "results.json", "report.html", "model_card.md", "checkpoints/step-00000008.pt"):
+        target = resumed / gone
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    (resumed / "checkpoints" / "latest").write_text("step-00000004.pt\n")
+    recipe = yaml.safe_load((resumed / "recipe.yaml").read_text())
+    recipe["output"]["dir"] = str(resumed.parent)
+    (resumed / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _taskfit(["train", "--resume", str(resumed), "--nproc", "1"])
+    results = json.loads((resumed / "results.json").read_text())
+    assert results["timing"]["processes"] == 1 and results["timing"]["steps"] == 8
+    a = torch.load(two / "checkpoints" / "step-00000008.pt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "step-00000008.pt", weights_only=False)
+    assert a["pos"] == b["pos"]
+    assert a["trainable"].keys() == b["trainable"].keys()
+    assert max(float((a["trainable"][k] - b["trainable"][k]).abs().max()) for k in a["trainable"]) < 1e-4
+    assert runs["two"]["results"]["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-9)

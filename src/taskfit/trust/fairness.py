@@ -38,6 +38,8 @@ REGRESSION_TASKS = ("regression",)
 #: groups with fewer rows than this are flagged "small": one or two rows move their rates a lot
 MIN_GROUP_ROWS = 30
 BLANK_GROUP = "(blank)"
+#: one group value per row
+Groups = Sequence[Any] | np.ndarray
 
 
 # ---- checks before training ------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def _num(x: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def group_values(values: Sequence[Any]) -> np.ndarray:
+def group_values(values: Groups) -> np.ndarray:
     """Group names as strings; blank cells form their own visible group."""
     out = [str(v).strip() for v in values]
     return np.array([v if v else BLANK_GROUP for v in out], dtype=object)
@@ -134,7 +136,7 @@ def _gaps(y_bin: np.ndarray, pred_bin: np.ndarray, groups: np.ndarray) -> dict[s
                                                                         sensitive_features=groups))}
 
 
-def classification_fairness(y_true: np.ndarray, probs: np.ndarray, groups: Sequence[Any], labels: list[str],
+def classification_fairness(y_true: np.ndarray, probs: np.ndarray, groups: Groups, labels: list[str],
                             positive: str | None = None, min_rows: int = MIN_GROUP_ROWS) -> dict[str, Any]:
     """Per-group and overall fairness metrics of a classifier.
 
@@ -184,32 +186,35 @@ def classification_fairness(y_true: np.ndarray, probs: np.ndarray, groups: Seque
         rows.append(row)
     overall = {"n": len(y_true), "accuracy": _num(frame.overall["accuracy"]),
                "macro_f1": _num(frame.overall["macro_f1"]), "selection_rate": _num(pb.mean()), **per_label[head]}
+    worst = _worst(rows, "accuracy", overall["accuracy"], higher_is_better=True)
     out: dict[str, Any] = {"kind": "classification", "positive_label": positive, "gap_label": head,
-                           "groups": rows, "overall": overall, "min_group_rows": min_rows,
-                           "worst_group": _worst(rows, "accuracy", overall["accuracy"], higher_is_better=True)}
+                           **per_label[head], "worst_group": worst.get("group"), "worst_group_detail": worst,
+                           "groups": rows, "overall": overall, "min_group_rows": min_rows}
     if positive is None:
         out["per_label"] = per_label
     return out
 
 
-def regression_fairness(y: np.ndarray, pred: np.ndarray, groups: Sequence[Any],
+def regression_fairness(y: np.ndarray, pred: np.ndarray, groups: Groups,
                         min_rows: int = MIN_GROUP_ROWS) -> dict[str, Any]:
     """Per-group MAE, RMSE and mean prediction of a regression (targets ``y`` [N], predictions ``pred`` [N]);
     the gaps are the largest minus the smallest group value."""
     g = group_values(groups)
     df = pd.DataFrame({"g": g, "err": np.abs(pred - y), "sq": (pred - y) ** 2, "pred": pred, "y": y})
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, part in df.groupby("g", sort=True):
         rows.append({"group": str(name), "n": len(part), "small": bool(len(part) < min_rows),
                      "mae": _num(part["err"].mean()), "rmse": _num(np.sqrt(part["sq"].mean())),
                      "mean_prediction": _num(part["pred"].mean()), "mean_target": _num(part["y"].mean())})
+    mae = [float(r["mae"]) for r in rows]
+    mean_pred = [float(r["mean_prediction"]) for r in rows]
     overall = {"n": len(y), "mae": _num(df["err"].mean()), "rmse": _num(np.sqrt(df["sq"].mean())),
-               "mean_prediction": _num(df["pred"].mean()),
-               "mae_gap": _num(max(r["mae"] for r in rows) - min(r["mae"] for r in rows)),
-               "mean_prediction_gap": _num(max(r["mean_prediction"] for r in rows)
-                                           - min(r["mean_prediction"] for r in rows))}
-    return {"kind": "regression", "groups": rows, "overall": overall, "min_group_rows": min_rows,
-            "worst_group": _worst(rows, "mae", overall["mae"], higher_is_better=False)}
+               "mean_prediction": _num(df["pred"].mean()), "mae_gap": _num(max(mae) - min(mae)),
+               "mean_prediction_gap": _num(max(mean_pred) - min(mean_pred))}
+    worst = _worst(rows, "mae", overall["mae"], higher_is_better=False)
+    return {"kind": "regression", "mae_gap": overall["mae_gap"], "mean_prediction_gap": overall["mean_prediction_gap"],
+            "worst_group": worst.get("group"), "worst_group_detail": worst, "groups": rows, "overall": overall,
+            "min_group_rows": min_rows}
 
 
 def _worst(rows: list[dict[str, Any]], key: str, overall: float | None, higher_is_better: bool) -> dict[str, Any]:
@@ -233,14 +238,14 @@ class _FixedScores(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def __sklearn_is_fitted__(self) -> bool:
         return True  # nothing to fit: the network was trained before
 
-    def fit(self, X: Any, y: Any) -> _FixedScores:  # noqa: N803 (scikit-learn's argument names)
+    def fit(self, X: Any, y: Any) -> _FixedScores:
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+    def predict_proba(self, X: Any) -> np.ndarray:
         p = np.asarray(X, dtype=np.float64).reshape(-1)
         return np.column_stack([1.0 - p, p])
 
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+    def predict(self, X: Any) -> np.ndarray:
         return (np.asarray(X).reshape(-1) >= 0.5).astype(int)
 
 
@@ -250,8 +255,8 @@ def _binary_summary(yb: np.ndarray, pb: np.ndarray, g: np.ndarray) -> dict[str, 
                                    "selection_rate": _num(pb[g == name].mean())} for name in sorted(set(g))}}
 
 
-def mitigate_thresholds(valid_scores: np.ndarray, valid_y: np.ndarray, valid_groups: Sequence[Any],
-                        test_scores: np.ndarray, test_y: np.ndarray, test_groups: Sequence[Any],
+def mitigate_thresholds(valid_scores: np.ndarray, valid_y: np.ndarray, valid_groups: Groups,
+                        test_scores: np.ndarray, test_y: np.ndarray, test_groups: Groups,
                         constraint: str = "demographic_parity") -> dict[str, Any]:
     """Fit per-group thresholds on validation, apply them to test; before/after accuracy and gaps.
 
@@ -298,45 +303,83 @@ def _groups_of(splits: Splits, split: str, column: str) -> np.ndarray:
     return group_values(frame[column].tolist())
 
 
+def _check_task(task: Task) -> None:
+    from taskfit.errors import IncompatibleError
+
+    if task.name not in CLASSIFICATION_TASKS + REGRESSION_TASKS:
+        raise IncompatibleError(f"fairness: task {task.name!r} has no per-group evaluation; supported tasks: "
+                                f"{', '.join(CLASSIFICATION_TASKS + REGRESSION_TASKS)}.")
+
+
+def _score(task: Task, enc: Encoded, outputs: list[Any], groups: np.ndarray, labels: list[str],
+           cfg: FairnessConfig) -> dict[str, Any]:
+    """Per-group metrics from a split's model outputs (see the module docstring)."""
+    if task.name in REGRESSION_TASKS:
+        to_scale = getattr(task, "to_scale", lambda z: z)
+        y = to_scale(np.asarray(enc["targets"], dtype=np.float64))
+        return regression_fairness(y, to_scale(np.asarray(outputs, dtype=np.float64)), groups)
+    return classification_fairness(np.asarray(enc["targets"]), task.probabilities(outputs), groups, labels,
+                                   cfg.positive_label)
+
+
 def evaluate_fairness(task: Task, model: torch.nn.Module, encoded: Mapping[str, Encoded], splits: Splits,
                       cfg: FairnessConfig, device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
-    """Score the test split (validation when there is none) per group; JSON-able result for results.json.
+    """Score the test split (validation when there is none) per group; JSON-able result for results.json:
+    ``group_column``, ``split``, ``kind``, the headline gaps, ``worst_group``, ``groups`` (one row each),
+    ``overall`` and, with ``cfg.mitigate``, ``mitigation``.
 
     Raises:
         DataError: the group column is missing from the evaluated rows (naming the file and the columns).
         IncompatibleError: the task has no per-group evaluation.
     """
-    from taskfit.errors import IncompatibleError
-
+    _check_task(task)
     split = "test" if "test" in encoded else "valid"
     groups = _groups_of(splits, split, cfg.group_column)
     enc = encoded[split]
     outputs = task.run_outputs(model, enc, device, dtype)
-    base = {"group_column": cfg.group_column, "split": split}
-    if task.name in REGRESSION_TASKS:
-        to_scale = getattr(task, "to_scale", lambda z: z)
-        y = to_scale(np.asarray(enc["targets"], dtype=np.float64))
-        return {**base, **regression_fairness(y, to_scale(np.asarray(outputs, dtype=np.float64)), groups)}
-    if task.name not in CLASSIFICATION_TASKS:
-        raise IncompatibleError(f"fairness: task {task.name!r} has no per-group evaluation; supported tasks: "
-                                f"{', '.join(CLASSIFICATION_TASKS + REGRESSION_TASKS)}.")
     labels = splits.labels
-    y_true = np.asarray(enc["targets"])
-    result = {**base, **classification_fairness(y_true, task.probabilities(outputs), groups, labels,
-                                                 cfg.positive_label)}
-    if cfg.mitigate:
+    result = {"group_column": cfg.group_column, "split": split, **_score(task, enc, outputs, groups, labels, cfg)}
+    if cfg.mitigate and task.name in CLASSIFICATION_TASKS:
         if len(labels) != 2 or split == "valid":
             why = "needs a binary task" if len(labels) != 2 else "needs a test split besides validation"
             result["mitigation"] = {"constraint": cfg.constraint, "skipped": f"threshold mitigation {why}."}
         else:
             k = labels.index(result["positive_label"])
-            vgroups = _groups_of(splits, "valid", cfg.group_column)
-            vprobs = task.probabilities(task.run_outputs(model, encoded["valid"], device, dtype))
-            tprobs = task.probabilities(outputs)
+            valid = encoded["valid"]
+            vprobs = task.probabilities(task.run_outputs(model, valid, device, dtype))
             result["mitigation"] = mitigate_thresholds(
-                vprobs[:, k], (np.asarray(encoded["valid"]["targets"]) == k).astype(int), vgroups,
-                tprobs[:, k], (y_true == k).astype(int), groups, cfg.constraint)
+                vprobs[:, k], (np.asarray(valid["targets"]) == k).astype(int),
+                _groups_of(splits, "valid", cfg.group_column), task.probabilities(outputs)[:, k],
+                (np.asarray(enc["targets"]) == k).astype(int), groups, cfg.constraint)
     return result
+
+
+def fairness_on_frame(task: Task, model: torch.nn.Module, processor: Any, labels: list[str], frame: pd.DataFrame,
+                      cfg: FairnessConfig, device: torch.device, dtype: torch.dtype | None) -> dict[str, Any]:
+    """Per-group metrics of a trained model on labelled rows (``taskfit audit --data``); no mitigation
+    (there is no validation split to fit thresholds on).
+
+    Raises:
+        DataError: the group column is missing from ``frame``.
+        IncompatibleError: the task has no per-group evaluation.
+    """
+    _check_task(task)
+    splits = _FrameSplits({"data": frame})
+    groups = _groups_of(splits, "data", cfg.group_column)  # type: ignore[arg-type]
+    enc = task.encode(frame, processor, labels)
+    result = {"group_column": cfg.group_column, "split": "data",
+              **_score(task, enc, task.run_outputs(model, enc, device, dtype), groups, labels, cfg)}
+    if cfg.mitigate:
+        result["mitigation"] = {"constraint": cfg.constraint,
+                                "skipped": "threshold mitigation runs during training (it needs validation rows)."}
+    return result
+
+
+class _FrameSplits:
+    """Just enough of :class:`Splits` for :func:`_groups_of`."""
+
+    def __init__(self, frames: dict[str, pd.DataFrame]) -> None:
+        self.frames = frames
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -379,7 +422,7 @@ def fairness_sections(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     if small:
         intro += (f" Groups with fewer than {result.get('min_group_rows')} rows are marked small: their rates "
                   f"are noisy ({esc(', '.join(small))}).")
-    worst = result.get("worst_group") or {}
+    worst = result.get("worst_group_detail") or {}
     if result.get("kind") == "regression":
         table = html_table(["group", "rows", "small", "MAE", "RMSE", "mean prediction", "mean target"],
                            [[r["group"], r["n"], r["small"], r["mae"], r["rmse"], r["mean_prediction"],

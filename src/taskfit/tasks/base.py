@@ -174,6 +174,19 @@ class Task(ABC):
     #: appended to a missing-column message: which task options name the columns
     column_hint: ClassVar[str] = ""
 
+    def text_columns(self) -> dict[str, str]:
+        """Split-frame columns holding free text, each with its shape: ``"text"`` (a string), ``"texts"`` (a
+        list of strings), ``"tokens"`` (a token list whose length must not change) or ``"messages"`` (chat
+        messages with a ``content``). PII masking (``data.pii_mask``) rewrites exactly these."""
+        if not self.text_input:
+            return {}
+        return {c: "text" for c in (self.text, self.text_pair) if c}
+
+    def texts_changed(self, splits: Splits) -> None:
+        """Called after the texts of ``splits`` were rewritten in place (PII masking): rebuild anything
+        :meth:`load_splits` derived from them. Default: nothing to rebuild."""
+        return None
+
     def input_problems(self, data: DataConfig) -> list[str]:
         """Cheap checks of the data files (exist, readable, columns), one line per problem, all files at once."""
         problems: list[str] = []

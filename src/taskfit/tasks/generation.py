@@ -89,6 +89,9 @@ class Generation(Task):
 
 
     # ---- data ----------------------------------------------------------------------------------
+    def text_columns(self) -> dict[str, str]:
+        return {MESSAGES: "messages"}  # prompt/response rows are read into messages too
+
     def required_columns(self, labelled: bool = True) -> list[str]:
         if self.opts.messages:
             return [self.opts.messages]

@@ -94,6 +94,9 @@ class Ner(Task):
     def required_columns(self, labelled: bool = True) -> list[str]:
         return [self.opts.tokens, self.opts.tags] if labelled else [self.opts.tokens]
 
+    def text_columns(self) -> dict[str, str]:
+        return {TOKENS: "tokens"}  # the frame's token lists (masking keeps one tag per token)
+
     def file_problems(self, key: str, path: Path) -> list[str]:
         if not path.is_file():
             return [f"data.{key}: file {str(path)!r} does not exist."]

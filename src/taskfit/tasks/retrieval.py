@@ -150,6 +150,17 @@ class Retrieval(Task):
             self._register_pairs(df)
         return Splits(frames=frames, labels=[], issues=issues)
 
+    def text_columns(self) -> dict[str, str]:
+        cols = {self.opts.query: "text", self.opts.answer: "text"}
+        return cols | ({self.opts.negatives: "texts"} if self.opts.negatives else {})
+
+    def texts_changed(self, splits: Splits) -> None:
+        """Rebuild the answer corpus and relevance sets from the (masked) texts."""
+        self.corpus, self._corpus_pos, self._relevant = [], {}, {}
+        self._corpus_tokens, self._text_ids, self._query_ids = [], {}, {}
+        for df in splits.frames.values():
+            self._register_pairs(df)
+
     def _register_pairs(self, df: pd.DataFrame) -> None:
         """Add a frame's answers to the corpus and its pairs to the relevance sets."""
         for qtext, atext in zip(df[self.opts.query], df[self.opts.answer], strict=True):

@@ -52,6 +52,9 @@ REFUSED_TASKS: dict[str, str] = {
 #: [1, L] buffer (opacus#841: "stack expects each tensor to be equal size"); we pass explicit [B, L] ids.
 _EXPLICIT_ID_MODELS = ("bert",)
 
+#: Largest noise multiplier taskfit plans; a budget that needs more is refused (nothing would be learnt).
+MAX_NOISE = 50.0
+
 
 def recipe_problems(recipe: Recipe) -> list[str]:
     """What keeps ``privacy.dp`` from working with the rest of the recipe, as dotted-path lines.
@@ -103,20 +106,25 @@ def noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: in
     """Smallest noise multiplier σ (to Opacus' 0.01 ε tolerance) whose ε after ``steps`` is ≤ ``epsilon``.
 
     Raises:
-        ConfigError: the budget cannot be reached (ε too small for this many steps).
+        ConfigError: the budget cannot be reached with σ ≤ :data:`MAX_NOISE` (ε too small for this many steps).
     """
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants.utils import create_accountant, get_noise_multiplier
 
-    try:
-        with warnings.catch_warnings():
-            # RDP's "optimal order is the largest alpha" note during the search: the bound stays valid.
-            warnings.simplefilter("ignore", UserWarning)
-            return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                              steps=steps, accountant=accountant))
-    except ValueError as e:
-        raise ConfigError(f"privacy.dp.epsilon: {epsilon} cannot be reached with {steps} steps at sample rate "
-                          f"{sample_rate:.4g} (Opacus: {e}). Raise privacy.dp.epsilon, or lower train.epochs / "
-                          "train.max_steps / train.batch_size.") from e
+    with warnings.catch_warnings():
+        # RDP's "optimal order is the largest alpha" note during the search: the bound stays valid.
+        warnings.simplefilter("ignore", UserWarning)
+        # Opacus' own search doubles σ up to 1e6 before giving up (a minute on a small CPU); past σ = 50
+        # the gradients drown in noise anyway, so check that bound once and refuse early.
+        probe = create_accountant(accountant)
+        probe.history = [(MAX_NOISE, sample_rate, steps)]
+        floor = float(probe.get_epsilon(delta=delta))
+        if floor > epsilon:
+            raise ConfigError(f"privacy.dp.epsilon: {epsilon} cannot be reached with {steps} steps at sample rate "
+                              f"{sample_rate:.4g}: even noise multiplier {MAX_NOISE:g} spends ε = {floor:.3g}. "
+                              "Raise privacy.dp.epsilon, or lower train.epochs / train.max_steps / "
+                              "train.batch_size.")
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                          steps=steps, accountant=accountant))
 
 
 def model_problems(model: torch.nn.Module) -> list[str]:
@@ -208,9 +216,12 @@ class DPHook(StepHook):
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
-        if _world_size() > 1 or fwd is not model:
+        if _world_size() > 1:
             raise IncompatibleError("privacy.dp: DP-SGD runs in one process; it was started with "
                                     f"{_world_size()} (--nproc / WORLD_SIZE). Train with one process.")
+        if fwd is not model:
+            raise IncompatibleError(f"privacy.dp: the forward module was already wrapped ({type(fwd).__name__}) "
+                                    "by another step hook; DP-SGD must be the only hook that changes the step.")
         if self.train.grad_accum > 1:
             raise IncompatibleError(f"train.grad_accum: {self.train.grad_accum} is not supported with privacy.dp; "
                                     "set it to 1 and raise train.batch_size instead.")

@@ -1,0 +1,125 @@
+"""DP-SGD through the real pipeline: results.json["privacy"], the report section, exact resume of the
+budget, the tasks it works with, and the recipes it refuses (with the reason and the fix)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_recipe
+from taskfit.config import parse_recipe
+from taskfit.data.packaged import DATASETS, write_dataset
+from taskfit.errors import ConfigError
+from taskfit.pipeline import train_recipe
+from taskfit.train import Progress
+from taskfit.trust import recipe_problems
+
+DP = {"dp": {"epsilon": 4.0, "delta": 1e-4, "max_grad_norm": 1.0, "accountant": "rdp"}}
+
+
+def _results(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "results.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_lora_dp_run_on_bbc_with_minilm_reports_its_budget(tmp_path: Path, bbc_csv: Path, minilm_dir: Path) -> None:
+    tree = tiny_recipe(bbc_csv, minilm_dir, tmp_path, max_steps=3, batch_size=16, lr=1e-3)
+    tree["method"] = {"name": "lora"}
+    tree["privacy"] = {"dp": {"epsilon": 8.0}}  # prv accountant, δ = 1 / (10 × rows) by default
+    run = train_recipe(parse_recipe(tree))
+    privacy = _results(run.run_dir)["privacy"]
+    n_train = round(16 / privacy["sample_rate"])
+    assert privacy["steps"] == privacy["steps_planned"] == 3 and privacy["accountant"] == "prv"
+    assert 7.5 < privacy["epsilon_spent"] <= privacy["epsilon_target"] == 8.0
+    assert privacy["delta"] == pytest.approx(1 / (10 * n_train)) and privacy["noise_multiplier"] > 0
+    report = (run.run_dir / "report.html").read_text()
+    assert "Privacy (differential privacy)" in report and "-differentially private</b>" in report
+    assert (run.run_dir / "model" / "model.safetensors").is_file()  # saved as a plain merged model
+
+
+class _InterruptAt(Progress):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
+        if step == self.at:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_the_budget_and_the_noise_exactly(tmp_path: Path, bbc_csv: Path,
+                                                           tiny_model_dir: Path) -> None:
+    kw = {"max_steps": 8, "checkpoint_every": 4, "eval_every": 4, "batch_size": 16}
+    whole = tiny_recipe(bbc_csv, tiny_model_dir, tmp_path / "a", **kw)
+    whole["privacy"] = DP
+    full = train_recipe(parse_recipe(whole))
+    parted = tiny_recipe(bbc_csv, tiny_model_dir, tmp_path / "b", **kw)
+    parted["privacy"] = DP
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe(parse_recipe(parted), progress=_InterruptAt(6))
+    run_dir = tmp_path / "b" / "run"
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000004.pt"
+    train_recipe(resume_dir=run_dir)
+    a, b = _results(full.run_dir)["privacy"], _results(run_dir)["privacy"]
+    assert a == b and a["steps"] == 8  # 4 steps charged before the checkpoint, 4 after: none twice
+    wa, wb = load_file(full.run_dir / "model" / "model.safetensors"), load_file(run_dir / "model" / "model.safetensors")
+    for k in wa:  # same Poisson batches and the same noise draws (the RNG state is in the checkpoint)
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize(("dataset", "method"), [("wnut_entity_types", "full"), ("vader_tweets", "lora")])
+def test_multi_label_and_regression_train_under_dp(tmp_path: Path, tiny_model_dir: Path, dataset: str,
+                                                   method: str) -> None:
+    ds = DATASETS.get(dataset)
+    path = write_dataset(dataset, tmp_path / f"{dataset}.csv", n=160, seed=0)
+    tree = {**ds.recipe, "model": {"name": str(tiny_model_dir)}, "method": {"name": method},
+            "data": {**ds.recipe["data"], "train": str(path), "max_length": 48}, "privacy": DP,
+            "train": {"max_steps": 3, "batch_size": 8, "lr": 1e-3}, "output": {"dir": str(tmp_path), "name": "r"}}
+    privacy = _results(train_recipe(parse_recipe(tree)).run_dir)["privacy"]
+    assert privacy["steps"] == 3 and 0 < privacy["epsilon_spent"] <= 4.0
+
+
+def _problems(tmp_path: Path, bbc_csv: Path, **changes: Any) -> list[str]:
+    tree = tiny_recipe(bbc_csv, tmp_path, tmp_path)
+    tree["privacy"] = DP
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            tree.setdefault(section, {})[field] = value
+        else:
+            tree[section] = value
+    return recipe_problems(parse_recipe(tree))
+
+
+def test_recipes_dp_cannot_serve_are_refused_before_any_work(tmp_path: Path, bbc_csv: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _problems(tmp_path, bbc_csv) == []
+    [accum] = _problems(tmp_path, bbc_csv, train__grad_accum=4)
+    assert accum.startswith("train.grad_accum: 4 is not supported with privacy.dp") and "raise train.batch_size" in accum
+    [tokens] = _problems(tmp_path, bbc_csv, train__batch_tokens=2048)
+    assert tokens.startswith("train.batch_tokens: 2048 cannot be used with privacy.dp")
+    [retrieval] = _problems(tmp_path, bbc_csv, task={"name": "retrieval"}, method={"name": "lora"})
+    assert retrieval.startswith("privacy.dp: task 'retrieval' cannot be trained with DP-SGD: its in-batch "
+                                "contrastive loss")
+    [ner] = _problems(tmp_path, bbc_csv, task={"name": "ner"})
+    assert "averaged over all tokens of the batch" in ner
+    [image] = _problems(tmp_path, bbc_csv, task={"name": "image_classification"})
+    assert "method 'full' trains the BatchNorm layers" in image and "method.name: frozen" in image
+    assert _problems(tmp_path, bbc_csv, task={"name": "image_classification"}, method={"name": "frozen"}) == []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    [ddp] = _problems(tmp_path, bbc_csv)
+    assert ddp.startswith("privacy.dp: 2 processes (--nproc / WORLD_SIZE) are not supported")
+
+
+@pytest.mark.parametrize(("epsilon", "expected"), [(0, "greater than 0"), (-1, "greater than 0"),
+                                                   (float("inf"), "finite number")])
+def test_epsilon_must_be_a_positive_finite_budget(tmp_path: Path, bbc_csv: Path, epsilon: float,
+                                                  expected: str) -> None:
+    tree = tiny_recipe(bbc_csv, tmp_path, tmp_path)
+    tree["privacy"] = {"dp": {"epsilon": epsilon}}
+    with pytest.raises(ConfigError, match="privacy.dp.epsilon") as err:
+        parse_recipe(tree)
+    assert expected in str(err.value)

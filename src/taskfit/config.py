@@ -261,7 +261,9 @@ class TrainConfig(_Strict):
 class DPConfig(_Strict):
     """Differentially private training (DP-SGD through Opacus): per-example clipping plus Gaussian noise."""
 
-    epsilon: float = Field(gt=0, description="Privacy budget ε to spend over the whole run (smaller = more private).")
+    epsilon: float = Field(gt=0, allow_inf_nan=False, description=(
+        "Privacy budget ε to spend over the whole run (smaller = more private; 1–8 is typical). To train "
+        "without differential privacy, remove privacy.dp."))
     delta: float | None = Field(None, gt=0, lt=1, description="δ of (ε, δ)-DP (default: 1 / (10 × training rows)).")
     max_grad_norm: float = Field(1.0, gt=0, description="Per-example gradient clipping norm.")
     accountant: Literal["rdp", "prv"] = Field("prv", description="Opacus privacy accountant.")

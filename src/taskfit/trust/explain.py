@@ -92,24 +92,30 @@ def _target_index(task: Task, labels: list[str], target: str | None, predicted: 
 
 
 def _scores_fn(task: Task, model: torch.nn.Module) -> Any:
-    """forward(input_ids, attention_mask[, token_type_ids]) -> [B, C] outputs that IG explains."""
+    """(forward, transform): forward(input_ids, attention_mask[, token_type_ids]) -> [B, C] outputs that IG
+    explains; transform maps the model's logits [B, C] to them."""
     to_scale = getattr(task, "to_scale", None)
 
-    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits.float()
+    def transform(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
         if task.name == "text_classification":
             return torch.softmax(logits, dim=-1)
         if task.name == "multi_label":
             return torch.sigmoid(logits)
         return to_scale(logits[:, :1]) if to_scale is not None else logits[:, :1]
 
-    return forward
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return transform(model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits)
+
+    return forward, transform
 
 
-def _attention(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.ndarray | None:
-    """Last-layer attention of the first token, mean over heads: [T] (None if the model gives none)."""
+def _first_pass(model: torch.nn.Module, transform: Any, inputs: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, np.ndarray | None]:
+    """One forward pass over a batch of [input, baseline] ([2, T] tensors): their explained outputs [2, C]
+    and the input's last-layer attention from the first token, mean over heads, [T] (None if unavailable)."""
     config = getattr(model, "config", None)
     before = getattr(config, "_attn_implementation", None)
     setter = getattr(model, "set_attn_implementation", None)
@@ -123,9 +129,8 @@ def _attention(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> np.nd
         if switch:
             setter(before)  # type: ignore[misc]
     att = getattr(out, "attentions", None)
-    if not att or att[-1] is None:
-        return None
-    return att[-1][0].float().mean(dim=0)[0].cpu().numpy()  # type: ignore[no-any-return]
+    first = None if not att or att[-1] is None else att[-1][0].float().mean(dim=0)[0].cpu().numpy()
+    return transform(out.logits), first
 
 
 def explain_texts(task: Task, model: torch.nn.Module, processor: Any, labels: list[str], texts: Sequence[str],
@@ -162,7 +167,7 @@ def explain_texts(task: Task, model: torch.nn.Module, processor: Any, labels: li
         raise IncompatibleError("explain: the tokenizer has no character offsets (not a fast tokenizer).")
     if target is not None and task.name != "regression":
         _target_index(task, labels, target, 0)  # a bad label fails before any work
-    forward = _scores_fn(task, model)
+    forward, transform = _scores_fn(task, model)
     was_training = model.training
     model.eval()  # dropout off: IG needs a deterministic function
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())  # type: ignore[operator]
@@ -180,15 +185,15 @@ def explain_texts(task: Task, model: torch.nn.Module, processor: Any, labels: li
             keep = torch.tensor([int(i) in special for i in ids[0].tolist()], device=device)
             baseline = torch.where(keep, ids, torch.full_like(ids, pad))
             args = (inputs["attention_mask"], inputs.get("token_type_ids"))
-            with torch.no_grad():
-                scores = forward(ids, *args)[0]
-                base_scores = forward(baseline, *args)[0]
+            pair = {k: torch.cat([v, v]) for k, v in inputs.items()}  # row 0: the text, row 1: its baseline
+            pair["input_ids"] = torch.cat([ids, baseline])
+            both, att = _first_pass(model, transform, pair)
+            scores, base_scores = both[0], both[1]
             predicted = int(scores.argmax()) if task.name != "regression" else 0
             k = _target_index(task, labels, target, predicted)
             attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=args, target=k,
                                         n_steps=steps, internal_batch_size=steps, return_convergence_delta=True)
             tok_scores = attr[0].sum(dim=-1).detach().float().cpu().numpy()  # [T]
-            att = _attention(model, inputs)
             out.append(_record(task, labels, str(text), processor, ids[0].tolist(), offsets, tok_scores, att,
                                scores, base_scores, predicted, k, float(delta.reshape(-1)[0])))
     finally:

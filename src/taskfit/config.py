@@ -253,6 +253,10 @@ class TrainConfig(_Strict):
         64, ge=1, description="Length bucketing: sort rows by length within windows of this many batches."
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="With --nproc > 1: ddp keeps a full copy of the model in every process; fsdp (FSDP2) "
+        "shards weights, gradients and optimizer state across processes so a model too big for one device "
+        "trains (the final model is gathered on rank 0 for scoring and saving).")
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto", description="Attention kernel: auto = eager on CPU (faster to train there), sdpa on GPU."
     )
@@ -310,10 +314,20 @@ class FederatedConfig(_Strict):
     proximal_mu: float = Field(0.01, ge=0, description="FedProx proximal term weight.")
     local_epochs: float = Field(1.0, gt=0, description="Local passes over each client's data per round.")
     fraction_fit: float = Field(1.0, gt=0, le=1, description="Share of clients asked to train each round.")
-    min_fit_clients: int | None = Field(None, ge=1, description="Fewest results a round accepts (default: 1).")
+    min_fit_clients: int | None = Field(None, ge=1, description="Fewest results a round accepts (default: 1); "
+                                        "with fewer, the round keeps the previous global model.")
+    round_timeout: float = Field(600.0, gt=0, description="Seconds the server waits for the clients of a round; "
+                                 "a client that has not answered by then counts as failed.")
     mode: Literal["simulation", "processes"] = Field(
         "simulation", description="simulation: one process (Flower simulation); processes: a SuperLink and one "
         "SuperNode process per client on loopback.")
+
+    @model_validator(mode="after")
+    def _fit_clients(self) -> FederatedConfig:
+        if self.min_fit_clients is not None and self.min_fit_clients > self.clients:
+            raise ValueError(f"federated.min_fit_clients {self.min_fit_clients} is more than federated.clients "
+                             f"{self.clients}: no round could ever finish; lower it")
+        return self
 
 
 class OutputConfig(_Strict):

@@ -29,6 +29,7 @@ from taskfit.methods import METHODS, count_trainable
 from taskfit.models import resolve_model
 from taskfit.tasks import TASKS, Task
 from taskfit.train import Progress, TrainResult, distributed, train_loop
+from taskfit.train.loop import pick_device
 from taskfit.trust import fairness_results, mask_pii, step_hooks
 from taskfit.trust import report_sections as trust_sections
 from taskfit.utils.io import atomic_write_json, atomic_write_text
@@ -179,6 +180,14 @@ def train_recipe(
                         labels=splits.labels, cfg=recipe.train, head_names=head_names,
                         run_dir=run_dir, resume=resume_dir is not None, progress=progress, hooks=hooks)
     t_train = time.perf_counter()
+    if dist_info.enabled and distributed.is_sharded(model):
+        # FSDP: gather the trained weights (every rank takes part) into a plain model on rank 0.
+        full = distributed.full_state(model)
+        if dist_info.is_main:
+            plain, _ = task.build_model(model_dir, splits.labels, attention_kernel(recipe.train.attention))
+            plain = method.apply(plain, recipe.method, head_names)
+            plain.load_state_dict(full)
+            model = plain.to(pick_device(dist_info.local_rank)).eval()
     if not dist_info.is_main:  # rank 0 scores, saves and reports; the other ranks are done
         return RunSummary(run_dir, run_dir / "report.html", None, {}, result, task)
 

@@ -57,9 +57,9 @@ def _taskfit(args: list[str]) -> subprocess.CompletedProcess:
     return res
 
 
-def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int) -> dict:
+def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int, strategy: str = "ddp") -> dict:
     recipe = tiny_recipe(data, model, tmp / "runs", lr=3e-3, batch_size=16, max_steps=8, precision="fp32",
-                         threads=1, checkpoint_every=4, keep_checkpoints=2)
+                         threads=1, checkpoint_every=4, keep_checkpoints=2, strategy=strategy)
     recipe["output"]["name"] = name
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -71,12 +71,15 @@ def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, no_dropout_model: Path, bbc_csv: Path) -> dict[str, dict]:
     tmp = tmp_path_factory.mktemp("ddp")
-    return {name: _train(tmp, no_dropout_model, bbc_csv, name, n) for name, n in (("one", 1), ("two", 2))}
+    return {name: _train(tmp, no_dropout_model, bbc_csv, name, n, strategy)
+            for name, n, strategy in (("one", 1, "ddp"), ("two", 2, "ddp"), ("fsdp", 2, "fsdp"))}
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(runs: dict[str, dict]) -> None:
-    one, two = runs["one"], runs["two"]
+@pytest.mark.parametrize("name", ["two", "fsdp"])
+def test_two_gloo_processes_match_one_process(runs: dict[str, dict], name: str) -> None:
+    """DDP (replicas) and FSDP (shards) over 2 processes both end where one process ends."""
+    one, two = runs["one"], runs[name]
     for split in ("valid", "test"):
         a, b = one["results"][split], two["results"][split]
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-4), split
@@ -96,13 +99,15 @@ def test_two_gloo_processes_match_one_process(runs: dict[str, dict]) -> None:
 
 
 @pytest.mark.slow
-def test_a_two_process_run_resumes_on_one_process(runs: dict[str, dict], tmp_path: Path) -> None:
-    """Checkpoints hold the global state (full weights and optimiser, global batch position), so a run
-    interrupted under 2 processes continues under 1 and reaches the same step-8 state."""
+@pytest.mark.parametrize("name", ["two", "fsdp"])
+def test_a_two_process_run_resumes_on_one_process(runs: dict[str, dict], tmp_path: Path, name: str) -> None:
+    """Checkpoints hold the global state (full weights and optimiser, global batch position; gathered from
+    the shards under FSDP), so a run interrupted under 2 processes continues under 1 and reaches the same
+    step-8 state."""
     import shutil
 
-    two = runs["two"]["dir"]
-    resumed = tmp_path / "runs" / "two"
+    two = runs[name]["dir"]
+    resumed = tmp_path / "runs" / name
     shutil.copytree(two, resumed)
     # Back to how the run looked when interrupted after the step-4 checkpoint.
     for gone in ("model", "results.json", "report.html", "model_card.md", "checkpoints/step-00000008.pt"):
@@ -120,4 +125,4 @@ def test_a_two_process_run_resumes_on_one_process(runs: dict[str, dict], tmp_pat
     assert a["pos"] == b["pos"]
     assert a["trainable"].keys() == b["trainable"].keys()
     assert max(float((a["trainable"][k] - b["trainable"][k]).abs().max()) for k in a["trainable"]) < 1e-4
-    assert runs["two"]["results"]["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-9)
+    assert runs[name]["results"]["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"], abs=1e-9)

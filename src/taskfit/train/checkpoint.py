@@ -38,11 +38,22 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     of every module that has a trainable parameter. Small for LoRA / frozen; frozen weights are rebuilt from
     the pretrained model."""
     state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for name, buf in _trained_buffers(model):
+        state[name] = buf.detach().clone()
+    return state
+
+
+def _trained_buffers(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    out = []
     for prefix, module in model.named_modules():
         if any(p.requires_grad for p in module.parameters(recurse=False)):
-            for name, buf in module.named_buffers(prefix=prefix, recurse=False):
-                state[name] = buf.detach().clone()
-    return state
+            out += list(module.named_buffers(prefix=prefix, recurse=False))
+    return out
+
+
+def trainable_keys(model: torch.nn.Module) -> set[str]:
+    """The state-dict names :func:`trainable_state` would hold (also for a sharded model)."""
+    return {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in _trained_buffers(model)}
 
 
 def save_checkpoint(ckpt_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:

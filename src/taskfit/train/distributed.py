@@ -7,13 +7,18 @@ equals the single-process gradient of the same global batch for per-example-mean
 regression, retrieval rows); token-mean losses (NER, generation) are weighted by rows, not tokens.
 Only rank 0 writes files (checkpoints, metrics, the model, the report); every rank evaluates the same
 validation split, so early-stopping decisions agree without communication.
+
+With ``train.strategy: fsdp`` the model is sharded instead of replicated (FSDP2 ``fully_shard`` on every
+block of each ``nn.ModuleList`` and on the root): each rank keeps 1/N of the weights, gradients and AdamW
+state. Checkpoints then hold *full* (unsharded) state dicts keyed by parameter name, gathered
+collectively, so a run resumes under any number of processes.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -94,11 +99,65 @@ def shard(idx: np.ndarray, info: DistInfo) -> tuple[np.ndarray, float]:
     return mine, len(mine) / len(idx) * info.world
 
 
-def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
-    """DDP around ``model`` when running distributed (the unwrapped model keeps its parameter names)."""
+def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, strategy: str = "ddp") -> torch.nn.Module:
+    """DDP around ``model`` when running distributed (the unwrapped model keeps its parameter names), or,
+    with ``strategy="fsdp"``, ``model`` itself sharded in place (returned as is)."""
     if not info.enabled:
+        return model
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        # Blocks of every ModuleList (transformer layers) are the units gathered one at a time in forward.
+        blocks = [child for module in model.modules() if isinstance(module, torch.nn.ModuleList)
+                  for child in module if any(True for _ in child.parameters())]
+        for block in blocks:
+            fully_shard(block)
+        fully_shard(model)
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True when ``model``'s parameters are FSDP shards (DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def _full_options(**kw: Any) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def full_state(model: torch.nn.Module, keys: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The unsharded state dict (only ``keys`` if given) on rank 0, on the CPU; ``{}`` on the other ranks.
+    Collective: every rank must call it."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state: dict[str, Any] = get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    return {k: v for k, v in state.items() if keys is None or k in keys}
+
+
+def load_full_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a full (possibly partial: trainable-only) state dict into a sharded model. Collective."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+    set_model_state_dict(model, dict(state), options=_full_options(strict=False))  # type: ignore[arg-type]
+
+
+def optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer state keyed by parameter name, unsharded, on rank 0. Collective."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a name-keyed full optimizer state (from :func:`optimizer_state`) into a plain or sharded model."""
+    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=_full_options())

@@ -29,6 +29,7 @@ from taskfit.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    trainable_keys,
     trainable_state,
 )
 from taskfit.train.hooks import StepHook
@@ -151,7 +152,21 @@ def train_loop(
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device).train()
-    fwd = distributed.wrap(model, dist_info, device)  # DDP averages gradients across ranks
+    # DDP averages gradients across ranks; FSDP also shards the weights (then state is gathered to save it).
+    fwd = distributed.wrap(model, dist_info, device, cfg.strategy)
+    sharded = dist_info.enabled and distributed.is_sharded(model)
+    keys = trainable_keys(model)
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        """The trained weights on rank 0 (collective when sharded)."""
+        return distributed.full_state(model, keys) if sharded else trainable_state(model)
+
+    def load_weights(state: dict[str, torch.Tensor]) -> None:
+        if sharded:
+            distributed.load_full_state(model, state)
+        else:
+            model.load_state_dict(state, strict=False)
+
     lengths = train.lengths
     batcher: Any = BucketBatcher(lengths, cfg.batch_size, cfg.batch_tokens, cfg.bucket_size, cfg.seed)
     optimizer: Any = build_optimizer(model, cfg, head_names, device)
@@ -177,8 +192,14 @@ def train_loop(
     ckpt = latest_checkpoint(ckpt_dir) if resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt)
-        model.load_state_dict(state["trainable"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        load_weights(state["trainable"])
+        if state.get("optimizer_format") == "by_name":  # written by an FSDP run: loads anywhere
+            distributed.load_optimizer_state(model, optimizer, state["optimizer"])
+        elif sharded:
+            raise ConfigError(f"Checkpoint {ckpt} was written by a one-process or ddp run; resume it with "
+                              "train.strategy=ddp (FSDP needs a checkpoint written by an FSDP run).")
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         pos, es, counters = state["pos"], state["early_stopping"], state["counters"]
         for hook in hooks:
@@ -196,9 +217,13 @@ def train_loop(
     log_every = max(1, total // 100)
 
     def checkpoint() -> None:
+        if not (main or sharded):
+            return
+        weights = snapshot()
+        opt_state = distributed.optimizer_state(model, optimizer) if sharded else optimizer.state_dict()
         if not main:
             return
-        state = {"trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
+        state = {"trainable": weights, "optimizer": opt_state, "optimizer_format": "by_name" if sharded else "torch",
                  "scheduler": scheduler.state_dict(), "pos": dict(boundary["pos"]), "early_stopping": dict(es),
                  "counters": dict(counters), "rng": boundary["rng"],
                  "hooks": {h.name: h.state_dict() for h in hooks}}
@@ -220,8 +245,9 @@ def train_loop(
         progress.evaluated(record)
         if _improved(m[metric], es["best"], metric, cfg.early_stopping.min_delta):
             es.update(best=m[metric], best_step=step, bad=0)
+            best = snapshot() if (main or sharded) else {}
             if main:
-                atomic_save(ckpt_dir / "best.pt", lambda p: torch.save(trainable_state(model), p))
+                atomic_save(ckpt_dir / "best.pt", lambda p: torch.save(best, p))
         else:
             es["bad"] += 1
         return cfg.early_stopping.patience is not None and es["bad"] >= cfg.early_stopping.patience
@@ -299,7 +325,7 @@ def train_loop(
     distributed.barrier(dist_info)  # rank 0 has written best.pt and metrics.jsonl
     best_path = ckpt_dir / "best.pt"
     if best_path.is_file():
-        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True), strict=False)
+        load_weights(torch.load(best_path, map_location="cpu" if sharded else device, weights_only=True))
     return TrainResult(
         history=read_jsonl(metrics_path), steps=pos["step"],
         best={"metric": metric, "value": es["best"], "step": es["best_step"]},

@@ -78,6 +78,7 @@ def write_dataset(name: str, dest: str | Path, n: int | None = None, seed: int =
 # Registration side effects: one module per family of datasets.
 from taskfit.data.packaged import (  # noqa: E402,F401
     faq,
+    groups,
     images,
     instructions,
     multilabel,

@@ -35,6 +35,22 @@ def test_shard_splits_every_global_batch_and_weights_the_slices() -> None:
     assert shard(idx, DistInfo())[1] == 1.0
 
 
+def test_token_weighted_slices_give_the_one_process_token_mean() -> None:
+    """NER / generation average over target tokens: slice weights follow token shares, so the mean of the
+    ranks' weighted slice means is the token mean over the whole batch."""
+    rng = np.random.default_rng(0)
+    idx = np.arange(7)
+    units = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0])
+    losses = [rng.random(int(u)) for u in units]  # per-token losses of each row
+    world = 3
+    total = 0.0
+    for r in range(world):
+        mine, w = shard(idx, DistInfo(rank=r, world=world), units)
+        slice_mean = np.concatenate([losses[i] for i in mine]).mean()
+        total += w * slice_mean / world  # DDP averages the ranks' gradients
+    assert total == pytest.approx(np.concatenate(losses).mean())
+
+
 @pytest.fixture(scope="module")
 def no_dropout_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """The tiny BERT with dropout off, so one and two processes see identical forward passes."""

@@ -272,6 +272,12 @@ class Task(ABC):
     def collate(self, enc: Encoded, idx: np.ndarray, train: bool = False) -> dict[str, torch.Tensor]:
         """A batch of rows ``idx`` as tensors (targets included when the split is labelled)."""
 
+    def loss_units(self, enc: Encoded, idx: np.ndarray) -> np.ndarray:
+        """How many items each row of ``idx`` adds to the mean the training loss takes: 1 per row here;
+        token-mean losses (NER, generation) count target tokens. Data-parallel training weights each
+        process's slice of a batch by its share of these, so N processes compute the one-process gradient."""
+        return np.ones(len(idx))
+
     @abstractmethod
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean training loss of one batch (called under autocast)."""

@@ -235,6 +235,10 @@ class Generation(Task):
         logits = head(hidden[where]).float()  # only answer positions: most of [B, L, V] is never built
         return logits, batch["labels"][where], where.nonzero()[:, 0]
 
+    def loss_units(self, enc: Encoded, idx: np.ndarray) -> np.ndarray:
+        """Answer tokens per row: the loss is a mean over them."""
+        return np.array([int((enc["targets"][i] != IGNORE).sum()) for i in idx], dtype=np.float64)
+
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits, targets, _ = self._answer_logits(model, batch)
         if not len(targets):

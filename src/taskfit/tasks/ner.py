@@ -260,7 +260,13 @@ class Ner(Task):
 
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        if not bool((batch["labels"] != -100).any()):  # a data-parallel slice with no labelled piece
+            return logits.sum() * 0.0
         return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+
+    def loss_units(self, enc: Encoded, idx: np.ndarray) -> np.ndarray:
+        """Labelled pieces per row: the loss is a mean over them."""
+        return np.array([int((enc["labels"][i] != -100).sum()) for i in idx], dtype=np.float64)
 
     # ---- scoring -------------------------------------------------------------------------------
     def outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:

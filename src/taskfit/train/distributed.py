@@ -85,18 +85,24 @@ def broadcast(value: T, info: DistInfo) -> T:
     return box[0]
 
 
-def shard(idx: np.ndarray, info: DistInfo) -> tuple[np.ndarray, float]:
+def shard(idx: np.ndarray, info: DistInfo, units: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """This rank's rows of a global batch and the factor its mean loss is multiplied by.
 
-    A batch with fewer rows than processes still gives every rank a row (DDP needs every rank's
-    backward); the surplus ranks get weight 0.
+    ``units[i]`` is how many items row ``idx[i]`` adds to the loss's mean (1 for row-mean losses, target
+    tokens for token-mean ones; see ``Task.loss_units``): the slice's weight is its share of the batch's
+    units × world size, so the ranks' averaged gradient equals the one-process gradient. A batch with fewer
+    rows than processes still gives every rank a row (DDP needs every rank's backward); the surplus ranks
+    get weight 0.
     """
     if not info.enabled:
         return idx, 1.0
     mine = idx[info.rank :: info.world]
     if len(mine) == 0:
         return idx[:1], 0.0
-    return mine, len(mine) / len(idx) * info.world
+    if units is None:
+        return mine, len(mine) / len(idx) * info.world
+    total = float(np.sum(units))
+    return mine, float(np.sum(units[info.rank :: info.world])) / total * info.world if total else 0.0
 
 
 def wrap(model: torch.nn.Module, info: DistInfo, device: torch.device, strategy: str = "ddp") -> torch.nn.Module:

@@ -262,7 +262,9 @@ def train_loop(
             while pos["batch"] < len(batches) and pos["step"] < total:
                 t0 = time.perf_counter()
                 idx = batches[pos["batch"]]
-                mine, weight = distributed.shard(idx, dist_info)  # this rank's rows of the global batch
+                # this rank's rows of the global batch, weighted by its share of what the loss averages over
+                units = task.loss_units(train, idx) if dist_info.enabled else None
+                mine, weight = distributed.shard(idx, dist_info, units)
                 batch = {k: v.to(device, non_blocking=True)
                          for k, v in task.collate(train, mine, train=True).items()}
 

@@ -2,9 +2,9 @@
 
 Every process builds the same model and the same global batch order (a pure function of seed and epoch);
 each one runs forward/backward on its own slice of every global batch and DDP averages the gradients. The
-loss of a slice is scaled by ``rows in slice / rows in global batch × world size``, so the averaged gradient
-equals the single-process gradient of the same global batch for per-example-mean losses (classification,
-regression, retrieval rows); token-mean losses (NER, generation) are weighted by rows, not tokens.
+loss of a slice is scaled by ``its share of the batch's loss units × world size`` (rows; target tokens for
+token-mean losses such as NER and generation: ``Task.loss_units``), so the averaged gradient equals the
+single-process gradient of the same global batch.
 Only rank 0 writes files (checkpoints, metrics, the model, the report); every rank evaluates the same
 validation split, so early-stopping decisions agree without communication.
 

@@ -108,6 +108,24 @@ def test_regression_groups_and_chinese_group_names_escape():
     assert "华东" in html and "&lt;b&gt;north&lt;/b&gt;" in html and "<b>north</b>" not in html
 
 
+def test_vader_domains_carries_a_real_group_column(tmp_path):
+    import gzip
+
+    from taskfit.data.packaged import write_dataset
+    from taskfit.data.packaged.groups import ASSETS, vader_domain_rows
+
+    df = pd.read_csv(write_dataset("vader_domains", tmp_path / "v.csv", n=400, seed=0))
+    assert list(df.columns) == ["text", "label", "domain"]
+    assert set(df["domain"]) == {"tweet", "movie_review", "product_review", "news_editorial"}
+    # labels follow the sign of the human rating; near-neutral ratings are left out
+    with gzip.open(ASSETS / "vader_tweets.tsv.gz", "rt", encoding="utf-8") as fh:
+        lines = [ln for ln in fh if not ln.startswith("#")][1:]  # after the comment header and the column names
+    ratings = [float(ln.split("\t")[1]) for ln in lines if ln.strip()]
+    tweets = [lab for _, lab, dom in vader_domain_rows() if dom == "tweet"]
+    assert tweets.count("pos") == sum(r >= 0.5 for r in ratings)
+    assert tweets.count("neg") == sum(r <= -0.5 for r in ratings)
+
+
 def test_threshold_mitigation_narrows_a_built_in_gap():
     rng = np.random.default_rng(0)
     n = 1200

@@ -5,7 +5,6 @@ printed: only counts."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -74,23 +73,23 @@ def register(app: typer.Typer) -> None:
             if mask is not None and mask.resolve() == file.resolve():
                 raise DataError("--mask must name a new file, not the input (the original stays as it is).",
                                 source=file)
-            from taskfit.trust.pii import TYPES, engines, scan_frame
+            from taskfit.trust.pii import TYPES, engines, mask_frame, scan_frame
 
             engines()  # start-up (Presidio, jieba's dictionary) is not scanning time
-            t0 = time.perf_counter()
-            counts, masked, rows_hit = scan_frame(frame, columns, mask=mask is not None)
-            seconds = time.perf_counter() - t0
-            if masked is not None and mask is not None:
+            if mask is not None:
+                masked, counts = mask_frame(frame, columns)
                 _write(masked, mask)
+            else:
+                counts = scan_frame(frame, columns)
         except TaskfitError as e:
             fail(e)
-        summary = {"file": str(file), "rows": len(frame), "rows_with_pii": rows_hit, "columns": counts,
-                   "seconds": round(seconds, 3), "rows_per_s": round(len(frame) / max(seconds, 1e-9), 1),
+        summary = {"file": str(file), "rows": counts["rows"], "rows_with_pii": counts["rows_with_pii"],
+                   "columns": counts["by_column"], "seconds": counts["seconds"], "rows_per_s": counts["rows_per_s"],
                    "masked_copy": str(mask) if mask else None}
         if as_json:
             print(json.dumps(summary, ensure_ascii=False))
             return
-        _print_table(summary, [t for t in TYPES if any(t in c for c in counts.values())])
+        _print_table(summary, [t for t in TYPES if t in counts["by_type"]])
 
 
 def _print_table(summary: dict[str, object], types: list[str]) -> None:

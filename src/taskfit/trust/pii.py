@@ -12,7 +12,8 @@ Speed: the engines are built once per process; a text is analysed only for the t
 anonymiser runs only on texts with findings.
 
 Used by the pipeline (``data.pii_mask``: :func:`mask_splits`, :func:`recipe_problems`,
-:func:`pii_section`) and by ``taskfit scan-pii`` (:func:`scan_frame`). Counts leave this module, never values.
+:func:`pii_section`), by ``taskfit scan-pii`` (:func:`scan_frame`, :func:`mask_frame`) and by the audit.
+Counts leave this module, never values.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -242,34 +243,61 @@ def mask_splits(task: Task, splits: Splits) -> dict[str, Any]:
             "rows_per_s": round(rows / max(seconds, 1e-9), 1), "startup_s": round(t0 - t_start, 3)}
 
 
-def scan_frame(frame: pd.DataFrame, columns: Sequence[str], mask: bool = False
-               ) -> tuple[dict[str, dict[str, int]], pd.DataFrame | None, int]:
-    """Count findings per column and type (``taskfit scan-pii``); with ``mask`` also a masked copy.
+def _frame_kinds(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    """Column -> kind: as given, or for a plain list of names "texts" where a column holds lists, else "text"."""
+    if isinstance(columns, Mapping):
+        return dict(columns)
+    return {c: "texts" if any(isinstance(v, (list, tuple)) for v in frame[c].head(200)) else "text"
+            for c in columns}
 
-    Args:
-        frame: the table (values as read by :func:`taskfit.data.readers.read_table`).
-        columns: the columns to scan; a column of lists is scanned item by item.
 
-    Returns:
-        ({column: {type: n}}, masked copy or None, rows with at least one finding).
-    """
+def _scan(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str], keep: bool
+          ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     masker = Masker()
-    out = frame.copy() if mask else None
-    counts: dict[str, dict[str, int]] = {}
+    t0 = time.perf_counter()
+    out = frame.copy() if keep else None
+    by_column: dict[str, dict[str, int]] = {}
+    by_type: Counter[str] = Counter()
     hit = [False] * len(frame)
-    for col in columns:
-        values = frame[col].tolist()
-        kind = "texts" if any(isinstance(v, (list, tuple)) for v in values) else "text"
-        new, per_row = mask_values(values, kind, masker)
+    for col, kind in _frame_kinds(frame, columns).items():
+        new, per_row = mask_values(frame[col].tolist(), kind, masker)
         total: Counter[str] = Counter()
         for i, c in enumerate(per_row):
             if c:
                 hit[i] = True
                 total.update(c)
-        counts[col] = {t: total[t] for t in TYPES if total[t]}
+        by_column[col] = {t: total[t] for t in TYPES if total[t]}
+        by_type.update(total)
         if out is not None:
             out[col] = pd.Series(new, index=out.index, dtype=object)
-    return counts, out, sum(hit)
+    seconds = time.perf_counter() - t0
+    counts = {"by_type": {t: by_type[t] for t in TYPES if by_type[t]}, "by_column": by_column, "rows": len(frame),
+              "rows_with_pii": sum(hit), "seconds": round(seconds, 3),
+              "rows_per_s": round(len(frame) / max(seconds, 1e-9), 1)}
+    return counts, out
+
+
+def scan_frame(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]) -> dict[str, Any]:
+    """Count findings in a table (``taskfit scan-pii``, the audit) without changing it.
+
+    Args:
+        frame: the table (values as :func:`taskfit.data.readers.read_table` or a task's ``load_splits`` give).
+        columns: column -> kind (see :data:`KINDS`; e.g. :meth:`Task.text_columns`), or column names (a column
+            of lists is scanned item by item).
+
+    Returns:
+        JSON-able counts, never values: ``by_type`` {type: n}, ``by_column`` {column: {type: n}}, ``rows``,
+        ``rows_with_pii``, ``seconds``, ``rows_per_s``.
+    """
+    return _scan(frame, columns, keep=False)[0]
+
+
+def mask_frame(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]
+               ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A masked copy of ``frame`` (other columns untouched) and the counts of :func:`scan_frame`."""
+    counts, out = _scan(frame, columns, keep=True)
+    assert out is not None
+    return out, counts
 
 
 def pii_section(counts: dict[str, Any]) -> tuple[str, str]:

@@ -208,7 +208,8 @@ _NAME_SEQ = rf"{_WORD}(?:\s+(?:{_INITIAL}\s+)?{_WORD}){{0,2}}"
 _AFTER_TITLE = re.compile(rf"\b{_TITLE}\s+({_NAME_SEQ}|[A-Z]\.?\s*{_WORD})")
 _AFTER_STRONG = re.compile(rf"{_STRONG_CUE}[\s,:]*({_NAME_SEQ})")
 _AFTER_WEAK = re.compile(rf"\b{_WEAK_CUE}[\s,:]+({_NAME_SEQ})")
-_PAIR = re.compile(rf"(?<![A-Za-z])({_WORD})\s+(?:({_INITIAL})\s+)?({_WORD})(?![A-Za-z])")
+# A look-ahead so that pairs overlap: in "Call Sarah Johnson" both "Call Sarah" and "Sarah Johnson" are tried.
+_PAIR = re.compile(rf"(?<![A-Za-z])(?=({_WORD})\s+(?:({_INITIAL})\s+)?({_WORD})(?![A-Za-z]))")
 # Capitalised words that end a name sequence (a name is not followed by these in the same span).
 def _stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS  # spaCy is installed with Presidio; no model needed
@@ -246,11 +247,11 @@ class EnglishPersonRecognizer(LocalRecognizer):  # type: ignore[misc]
             if surname in _NOT_NAME:
                 continue
             if given in first and (given not in _EN_COMMON or surname in last):
-                spans.setdefault((m.start(), m.end()), 0.8 if surname in last else 0.65)  # Grace Kim too
+                spans.setdefault((m.start(1), m.end(3)), 0.8 if surname in last else 0.65)  # Grace Kim too
             elif surname in last and given not in last and given not in _NOT_NAME:
                 # Priya Murphy: unknown given name, known surname (two surnames in a row is more often a
                 # firm: Goldman Sachs, Morgan Stanley)
-                spans.setdefault((m.start(), m.end()), 0.6)
+                spans.setdefault((m.start(1), m.end(3)), 0.6)
         for m in re.finditer(rf"(?<![A-Za-z])({_WORD})(?![A-Za-z])", text):
             word = m.group(1)
             if word in first and word not in _NOT_NAME and (

@@ -1,8 +1,10 @@
 """Generate the labelled PII test set ``benchmarks/data/pii_labelled.jsonl`` (synthetic, reproducible).
 
 Every line is a realistic support / bank / hospital / retail message in Chinese, English or both, built
-from templates whose slots are filled with generated values; the span of each personal value is recorded
-as it is inserted: ``{"text", "entities": [{"start", "end", "type"}], "lang"}``. Numbers carry valid
+from templates whose slots are filled with generated values, plus hand-written lines (``data/pii_handwritten.txt``
+and the held-out ``data/pii_holdout.txt``) whose numbers are generated the same way. The span of each
+personal value is recorded as it is inserted:
+``{"text", "entities": [{"start", "end", "type"}], "lang", "source"}``. Numbers carry valid
 checksums (ISO 7064 MOD 11-2 for resident IDs, Luhn for cards) unless the slot is a hard negative, which is
 built to fail them (bad ID check digit, 16 digits failing Luhn) or to look like PII without being it (order
 and tracking numbers, dates, amounts, product codes, version strings). All names, numbers and addresses
@@ -285,16 +287,17 @@ def fill(template: str, g: Gen) -> dict[str, object]:
     return {"text": text, "entities": ents}
 
 
-HANDWRITTEN = Path(__file__).parent / "data" / "pii_handwritten.txt"
+HANDWRITTEN = {"handwritten": Path(__file__).parent / "data" / "pii_handwritten.txt",
+               "holdout": Path(__file__).parent / "data" / "pii_holdout.txt"}
 
 
-def handwritten(g: Gen) -> list[dict[str, object]]:
-    """The hand-written lines of ``data/pii_handwritten.txt`` with their values filled and spans found."""
+def handwritten(g: Gen, source: str) -> list[dict[str, object]]:
+    """The hand-written lines of ``data/pii_<source>.txt`` with their values filled and spans found."""
     fillers = {"@mobile": g.mobile, "@intl": g.intl_phone, "@id": g.cn_id, "@card": g.card, "@email": g.email,
                "@ip4": g.ipv4, "@ip6": g.ipv6, "{@badid}": g.bad_id, "{@badcard}": g.bad_card,
                "{@order}": g.order_no, "{@tracking}": g.tracking}
     rows = []
-    for line in HANDWRITTEN.read_text(encoding="utf-8").splitlines():
+    for line in HANDWRITTEN[source].read_text(encoding="utf-8").splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         lang, body = line.split("|", 1)
@@ -307,14 +310,14 @@ def handwritten(g: Gen) -> list[dict[str, object]]:
                 text += value
             else:
                 text += fillers[part]() if part in fillers else part
-        rows.append({"text": text, "entities": ents, "lang": lang, "source": "handwritten"})
+        rows.append({"text": text, "entities": ents, "lang": lang, "source": source})
     return rows
 
 
 def main(n: int = 300, seed: int = 7) -> None:
     rng = random.Random(seed)
     g = Gen(rng)
-    rows = handwritten(g)
+    rows = handwritten(g, "handwritten") + handwritten(g, "holdout")
     pools = [("zh", TEMPLATES_ZH), ("en", TEMPLATES_EN), ("mixed", TEMPLATES_MIX)]
     for i in range(n):
         lang, pool = pools[0] if i % 20 < 9 else pools[1] if i % 20 < 18 else pools[2]

@@ -58,9 +58,10 @@ def _zh_surname_len(word: str) -> int:
 
 
 def _zh_name_ok(word: str) -> bool:
-    """A full name: a surname and a 1–2 character given name, all CJK, not a known non-name."""
+    """A full name: a surname and a 1–2 character given name, all CJK, not a known non-name or a cue word."""
     n = _zh_surname_len(word)
-    return bool(n) and 1 <= len(word) - n <= 2 and word not in _ZH_STOP and all(_CJK.match(c) for c in word)
+    return (bool(n) and 1 <= len(word) - n <= 2 and word not in _ZH_STOP and all(_CJK.match(c) for c in word)
+            and not _ZH_CUE.fullmatch(word))
 
 
 class ChinesePersonRecognizer(LocalRecognizer):  # type: ignore[misc]
@@ -161,7 +162,7 @@ def _segment(text: str) -> list[tuple[str, str, int]]:
     out = []
     for run in _CJK_RUN.finditer(text):
         pos = run.start()
-        for pair in _jieba().cut(run.group()):
+        for pair in _jieba().cut(run.group()):  # HMM on: it finds names missing from the dictionary
             out.append((pair.word, pair.flag, pos))
             pos += len(pair.word)
     return out
@@ -190,8 +191,8 @@ Hello Thanks Regards Team Customer Support Service Order Please Thank Sorry Sir 
 Marriott Pay Google Microsoft Amazon Tesla Visa Contact Call Email Ask Tell Send Update Check Visit Meet
 Welcome Attention Note Dept Department Office Center Centre Group Ltd Inc Co University College School Good
 Bright Early East Fine Free Gray Grey High Little Low Main New Ok Quick Short Small South Back Else Still Many
-Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March September October November
-December Christmas Easter Bay
+Yesterday Today Tomorrow Tonight Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March
+September October November December Christmas Easter Bay
 Street Road Avenue Park Lake Mall City Town Visa Master Express Premier Gold Platinum Prime Plus Pro Max Mini Air
 Note Net Web Help Desk Care Health Hospital Clinic Bank Account Refund Return Delivery Pending Urgent Re Fw
 """))
@@ -217,7 +218,8 @@ def _stop_words() -> frozenset[str]:
     return frozenset(w.title() for w in STOP_WORDS)
 
 
-_NOT_NAME = _EN_COMMON | _stop_words()
+_STOP = _stop_words()
+_NOT_NAME = _EN_COMMON | _STOP
 
 
 class EnglishPersonRecognizer(LocalRecognizer):  # type: ignore[misc]
@@ -244,9 +246,13 @@ class EnglishPersonRecognizer(LocalRecognizer):  # type: ignore[misc]
                     spans.setdefault((s, e), 0.75)
         for m in _PAIR.finditer(text):
             given, surname = m.group(1), m.group(3)
-            if surname in _NOT_NAME:
+            if surname in _STOP:
                 continue
-            if given in first and (given not in _EN_COMMON or surname in last):
+            if given in first and given not in _NOT_NAME:
+                spans.setdefault((m.start(1), m.end(3)), 0.8)  # Michael Brown: a sure first name + any surname
+            elif surname in _NOT_NAME:
+                continue
+            elif given in first and surname in last:
                 spans.setdefault((m.start(1), m.end(3)), 0.8 if surname in last else 0.65)  # Grace Kim too
             elif surname in last and given not in last and given not in _NOT_NAME:
                 # Priya Murphy: unknown given name, known surname (two surnames in a row is more often a

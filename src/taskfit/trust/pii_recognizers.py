@@ -169,13 +169,15 @@ class PhoneRecognizer(_Recognizer):
     def _valid(self, raw: str) -> bool:
         import phonenumbers
 
-        regions = (None,) if raw.lstrip("(").startswith("+") else self._REGIONS
-        for region in regions:
+        explicit = raw.lstrip("(").startswith("+")
+        for region in (None,) if explicit else self._REGIONS:
             try:
                 num = phonenumbers.parse(raw, region)
             except phonenumbers.NumberParseException:
                 continue
-            if phonenumbers.is_valid_number(num):
+            # "+CC ..." says it is a phone number: a possible length for that country is enough (new number
+            # ranges would fail is_valid); a number without a country code must be a valid CN/US/GB number.
+            if phonenumbers.is_possible_number(num) if explicit else phonenumbers.is_valid_number(num):
                 return True
         return False
 

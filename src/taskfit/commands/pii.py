@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import typer
 
@@ -19,7 +20,7 @@ def _text_columns(frame: pd.DataFrame) -> list[str]:
     cols = []
     for col in frame.columns:
         values = frame[col].dropna()
-        if any(isinstance(v, str) or (isinstance(v, list) and any(isinstance(x, str) for x in v))
+        if any(isinstance(v, str) or (isinstance(v, (list, tuple, np.ndarray)) and any(isinstance(x, str) for x in v))
                for v in values.head(200)):
             cols.append(str(col))
     return cols
@@ -27,14 +28,13 @@ def _text_columns(frame: pd.DataFrame) -> list[str]:
 
 def _write(frame: pd.DataFrame, dest: Path) -> None:
     """Write ``frame`` atomically in the format ``dest``'s suffix names (temp file, then rename)."""
-    from taskfit.data.readers import detect_format
+    from taskfit.data.readers import FORMATS
     from taskfit.utils.io import atomic_save
 
-    try:
-        fmt = detect_format(dest)
-    except DataError as e:
-        raise DataError(f"--mask: cannot write this file type ({e}); use .csv, .tsv, .jsonl or .parquet.",
-                        source=dest) from None
+    fmt = FORMATS.get(dest.suffix.lower())
+    if fmt not in ("csv", "tsv", "jsonl", "json", "parquet"):
+        raise DataError(f"--mask: cannot write a {dest.suffix or 'suffix-less'!r} file; give a path ending in "
+                        ".csv, .tsv, .jsonl or .parquet.", source=dest)
     writers = {
         "csv": lambda p: frame.to_csv(p, index=False),
         "tsv": lambda p: frame.to_csv(p, index=False, sep="\t"),

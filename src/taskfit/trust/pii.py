@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from taskfit.trust.pii_recognizers import LANG
@@ -44,6 +45,7 @@ TYPES: tuple[str, ...] = ("PERSON", "PHONE", "EMAIL", "CN_ID", "BANK_CARD", "IP_
 #: column shapes :func:`mask_values` understands (see :meth:`taskfit.tasks.base.Task.text_columns`)
 KINDS: tuple[str, ...] = ("text", "texts", "tokens", "messages")
 _DIGITS = re.compile(r"\d{3}")
+_LISTS = (list, tuple, np.ndarray)  # Parquet gives list cells as numpy arrays
 _DOTTED = re.compile(r"\d\.\d")
 _HEX_COLON = re.compile(r"[0-9A-Fa-f]:|:[0-9A-Fa-f]")  # IPv6 such as fe80::a
 
@@ -173,14 +175,14 @@ def mask_values(values: Sequence[Any], kind: str, masker: Masker) -> tuple[list[
         if kind == "text" and isinstance(v, str):
             v, types = masker.mask(v)
             found.update(types)
-        elif kind == "tokens" and isinstance(v, (list, tuple)):
-            v, types = masker.mask_tokens(v)
+        elif kind == "tokens" and isinstance(v, _LISTS):
+            v, types = masker.mask_tokens(list(v))
             found.update(types)
-        elif kind == "texts" and isinstance(v, (list, tuple)):
+        elif kind == "texts" and isinstance(v, _LISTS):
             masked = [masker.mask(t) if isinstance(t, str) else (t, ()) for t in v]
             v = [m for m, _ in masked]
             found.update(t for _, types in masked for t in types)
-        elif kind == "messages" and isinstance(v, (list, tuple)):
+        elif kind == "messages" and isinstance(v, _LISTS):
             msgs = []
             for msg in v:
                 if isinstance(msg, dict) and isinstance(msg.get("content"), str):
@@ -247,7 +249,7 @@ def _frame_kinds(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]
     """Column -> kind: as given, or for a plain list of names "texts" where a column holds lists, else "text"."""
     if isinstance(columns, Mapping):
         return dict(columns)
-    return {c: "texts" if any(isinstance(v, (list, tuple)) for v in frame[c].head(200)) else "text"
+    return {c: "texts" if any(isinstance(v, _LISTS) for v in frame[c].head(200)) else "text"
             for c in columns}
 
 

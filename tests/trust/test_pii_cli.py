@@ -71,6 +71,20 @@ def test_scan_pii_json_and_bad_input(tickets: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--mask must name a new file" in res.output
     res = runner.invoke(app, ["scan-pii", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2 and "File not found" in res.output
+    res = runner.invoke(app, ["scan-pii", str(tickets), "--mask", str(tmp_path / "out.xlsx")])
+    assert res.exit_code == 2 and "--mask: cannot write a '.xlsx' file" in res.output
+
+
+def test_list_cells_from_parquet_are_scanned_item_by_item() -> None:
+    import numpy as np
+
+    from taskfit.trust.pii import mask_frame
+
+    frame = pd.DataFrame({"negatives": [np.array([f"mail {EMAIL}", "no"], dtype=object), np.array([], dtype=object)],
+                          "n": [1, 2]})
+    masked, counts = mask_frame(frame, ["negatives", "n"])
+    assert counts["by_column"] == {"negatives": {"EMAIL": 1}, "n": {}} and counts["rows_with_pii"] == 1
+    assert list(masked["negatives"][0]) == ["mail <EMAIL>", "no"] and masked["n"].tolist() == [1, 2]
 
 
 def test_training_run_masks_before_anything_is_written(tmp_path: Path, bbc_csv: Path, tiny_model_dir: Path) -> None:

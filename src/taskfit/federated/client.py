@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
@@ -27,7 +27,7 @@ SPEC_KEY = "taskfit-spec"
 
 
 def local_train(ctx: FedContext, client: int, state: dict[str, torch.Tensor], *, epochs: float, mu: float,
-                server_round: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                server_round: int) -> tuple[dict[str, torch.Tensor], dict[str, int | float]]:
     """Train the global tensors ``state`` on client ``client``'s rows.
 
     Args:
@@ -80,7 +80,7 @@ def local_train(ctx: FedContext, client: int, state: dict[str, torch.Tensor], *,
                 steps += 1
             epoch += 1
         model.eval()
-        metrics = {"num-examples": len(rows), "train_loss": loss_sum / steps, "steps": steps,
+        metrics: dict[str, int | float] = {"num-examples": len(rows), "train_loss": loss_sum / steps, "steps": steps,
                    "seconds": round(time.perf_counter() - t0, 3)}
         return ctx.global_state(), metrics
 
@@ -116,7 +116,7 @@ def make_client_app(spec: str | None = None) -> ClientApp:
         state = msg.content["arrays"].to_torch_state_dict()  # type: ignore[union-attr]
         new_state, metrics = local_train(ctx, client, dict(state), epochs=float(config["local-epochs"]),
                                          mu=float(config.get("proximal-mu", 0.0)), server_round=server_round)
-        content = RecordDict({"arrays": ArrayRecord(new_state), "metrics": MetricRecord(metrics)})
+        content = RecordDict({"arrays": ArrayRecord(new_state), "metrics": MetricRecord(cast(Any, metrics))})
         return Message(content=content, reply_to=msg)
 
     return app

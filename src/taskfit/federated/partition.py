@@ -111,7 +111,7 @@ def column_partition(values: Sequence[str] | np.ndarray, clients: int, column: s
     _check_rows(len(v), clients, "column")
     distinct, counts = np.unique(v, return_counts=True)
     if len(distinct) < clients:
-        shown = ", ".join(repr(d) for d in distinct[:20])
+        shown = ", ".join(repr(str(d)) for d in distinct[:20])
         raise DataError(f"federated.partition_column {column!r} has {len(distinct)} distinct value(s) "
                         f"({shown}) but federated.clients is {clients}: each client needs at least one value. "
                         f"Set federated.clients to {len(distinct)} or fewer, or partition by another column.",

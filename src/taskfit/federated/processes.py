@@ -11,12 +11,14 @@ Flower process outlives the command.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +103,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float) -> None
     raise RuntimeError(f"flower-superlink did not listen on 127.0.0.1:{port} within {seconds:.0f} s")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Every descendant of ``pid`` (Linux /proc); Flower's runtimes may start their own sessions."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
@@ -120,27 +122,63 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def reap(pids: set[int], marker: str) -> list[int]:
+    """End the processes among ``pids`` (descendants this run started) that are still alive and whose command
+    line contains ``marker``; returns those signalled. The check guards against a recycled pid."""
+    alive = []
+    for pid in sorted(pids):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd:
+            _signal(pid, signal.SIGTERM, group=False)
+            alive.append(pid)
+    deadline = time.monotonic() + 5
+    while alive and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in alive):
+        time.sleep(0.2)
+    for pid in alive:
+        _signal(pid, signal.SIGKILL, group=False)
+    return alive
+
+
+def watch_children(stop: threading.Event, seen: set[int], every: float = 0.5) -> threading.Thread:
+    """Record this process's descendants until ``stop`` (Ray's workers outlive their raylet when it stops
+    first; their pids must be known while they are still ours)."""
+
+    def loop() -> None:
+        while True:
+            seen.update(children(os.getpid()))
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=loop, name="taskfit-child-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _signal(pid: int, sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     """End each started process, its process group and any descendant that left the group."""
-    targets = [(p, _children(p.pid)) for p in procs]
+    targets = [(p, children(p.pid)) for p in procs]
     for p, kids in targets:
-        for sig_target in (lambda: os.killpg(p.pid, signal.SIGTERM), *[
-                (lambda k=k: os.kill(k, signal.SIGTERM)) for k in kids]):
-            try:
-                sig_target()
-            except (ProcessLookupError, PermissionError):
-                pass
+        _signal(p.pid, signal.SIGTERM, group=True)
+        for kid in kids:
+            _signal(kid, signal.SIGTERM, group=False)
     deadline = time.monotonic() + 10
     for p, kids in targets:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        for pid in [p.pid, *kids]:
-            try:
-                os.killpg(pid, signal.SIGKILL) if pid == p.pid else os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _signal(p.pid, signal.SIGKILL, group=True)
+        for kid in kids:
+            _signal(kid, signal.SIGKILL, group=False)
         p.poll()
 
 

@@ -184,12 +184,21 @@ def _simulate(ctx: FedContext, spec: Path) -> None:
     from flwr.simulation import run_simulation
 
     from taskfit.federated.client import make_client_app
+    from taskfit.federated.processes import reap, watch_children
     from taskfit.federated.server import make_server_app
 
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": 1, "include_dashboard": False, "log_to_driver": False}}
-    run_simulation(server_app=make_server_app(str(spec)), client_app=make_client_app(str(spec)),
-                   num_supernodes=ctx.fed.clients, backend_config=backend)  # type: ignore[arg-type]
+    seen: set[int] = set()
+    stop = threading.Event()
+    watcher = watch_children(stop, seen)
+    try:
+        run_simulation(server_app=make_server_app(str(spec)), client_app=make_client_app(str(spec)),
+                       num_supernodes=ctx.fed.clients, backend_config=backend)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        reap(seen, "ray::")  # an actor whose raylet stopped first would otherwise live on, orphaned
 
 
 def _sha256(path: Path) -> str:
@@ -216,7 +225,7 @@ def _finish(ctx: FedContext, t_start: float, t_prep: float, t_train: float) -> F
     model = ctx.model
     device = pick_device()
     model.to(device).eval()
-    scores = {s: task.evaluate(model, ctx.encoded[s], splits.labels, device, None)
+    scores: dict[str, dict[str, Any]] = {s: task.evaluate(model, ctx.encoded[s], splits.labels, device, None)
               for s in ("valid", "test") if s in ctx.encoded}
     fairness = fairness_results(recipe, task, model, ctx.encoded, splits, device, None)
     exchanged = _exchange_bytes(state)
@@ -224,7 +233,7 @@ def _finish(ctx: FedContext, t_start: float, t_prep: float, t_train: float) -> F
     final = METHODS.get(recipe.method.name).finalize(model, recipe.method).cpu()
     full_bytes = _exchange_bytes(dict(final.state_dict()))
     fed = ctx.fed
-    summary = {
+    summary: dict[str, Any] = {
         "clients": fed.clients, "rounds": fed.rounds, "strategy": fed.strategy,
         "proximal_mu": fed.proximal_mu if fed.strategy == "fedprox" else None, "partition": fed.partition,
         "partition_column": fed.partition_column, "mode": fed.mode, "local_epochs": fed.local_epochs,

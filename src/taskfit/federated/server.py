@@ -10,6 +10,7 @@ and the validation metrics — which the coordinator prints as it appears and tu
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -51,7 +52,7 @@ class RoundLog:
             clients_ok=len(ok), clients_failed=len(failed), aggregated=used,
             bytes_up=sum(_bytes(m) for m in ok),
             train_loss=(sum(w * x for w, x in zip(weights, losses, strict=True)) / sum(weights)) if ok else None,
-            failures=[{"node": int(m.metadata.src_node_id), "reason": str(m.error.reason)[:_REASON_CHARS]}
+            failures=[{"node": int(m.metadata.src_node_id), "reason": failure_reason(str(m.error.reason))}
                       for m in failed])
 
     def evaluated(self, server_round: int, metrics: dict[str, Any]) -> None:
@@ -62,6 +63,18 @@ class RoundLog:
                   "seconds": round(time.perf_counter() - self.t0, 2)}
         self.pending = {}
         append_jsonl(self.path, record)
+
+
+def failure_reason(text: str) -> str:
+    """The telling part of a failed client's error: Ray wraps the client's exception in a long traceback
+    with colour codes; the client's own message follows its last "Message: "."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    if text.startswith("<class ") and text.endswith("'>"):  # Flower's "<class 'E'>:<'text'>" wrapper
+        text = text[:-2]
+    if "Message: " in text:
+        text = text.rsplit("Message: ", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return (lines[0] if lines else "unknown error")[:_REASON_CHARS]
 
 
 def _bytes(msg: Message) -> int:

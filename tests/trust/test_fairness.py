@@ -166,6 +166,10 @@ def test_problems_are_found_before_training(tmp_path, bbc):
     bad = recipe_problems(parse_recipe(_recipe(tmp_path, train, positive_label="sport", mitigate=True)))
     assert any("fairness.positive_label: 'sport' is not one of the labels" in p and "'sports'" in p for p in bad)
     assert any("fairness.mitigate: threshold mitigation needs a binary task; found 5 labels" in p for p in bad)
+    no_test = _recipe(tmp_path, train, mitigate=True)
+    no_test["data"]["test_fraction"] = 0
+    assert any(p.startswith("fairness.mitigate: thresholds are fitted on validation and judged on test rows")
+               for p in recipe_problems(parse_recipe(no_test)))
     reg = _recipe(tmp_path, train, mitigate=True)
     reg["task"] = "regression"
     assert any(p.startswith("fairness.mitigate: only classification") for p in recipe_problems(parse_recipe(reg)))
@@ -223,6 +227,15 @@ def test_a_run_with_fairness_writes_results_and_report(tmp_path, bbc, tiny_model
     acc = (pd.Series(pred == test["label"].to_numpy()).groupby(test["g"]).mean())
     assert {r["group"]: r["accuracy"] for r in res["groups"]} == pytest.approx(acc.to_dict())
     assert res["overall"]["n"] == len(test)
+    # the audit's path (labelled rows from a file, the saved model) gives the same table
+    from taskfit.trust.fairness import fairness_on_frame
+
+    again = fairness_on_frame(p.task, p.model, p.processor, p.labels, test, FairnessConfig(group_column="g"), p.device,
+                              None)
+    for key in ("accuracy", "selection_rate", "tpr", "fpr"):
+        expected = {r["group"]: r[key] for r in res["groups"]}
+        assert {r["group"]: r[key] for r in again["groups"]} == pytest.approx(expected)
+    assert again["worst_group"] == res["worst_group"]
     mit = res["mitigation"]
     assert mit["fitted_on"] == "valid" and set(mit["before"]) >= {"accuracy", "demographic_parity_difference"}
     html = (summary.run_dir / "report.html").read_text(encoding="utf-8")

@@ -61,7 +61,10 @@ def _train_labels(recipe: Recipe) -> list[str] | None:
         return None  # the task's own file checks report an unreadable file
     if recipe.data.label not in frame:
         return None
-    return sorted({str(v).strip() for v in frame[recipe.data.label].dropna()} - {""})
+    # as the loader normalises them: 1.0 read from JSON/Parquet is the label "1"
+    values = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()
+              for v in frame[recipe.data.label].dropna()}
+    return sorted(values - {""})
 
 
 def recipe_problems(recipe: Recipe) -> list[str]:
@@ -89,6 +92,9 @@ def recipe_problems(recipe: Recipe) -> list[str]:
             problems.append(f"fairness.mitigate: threshold mitigation needs a binary task; found {len(labels)} "
                             "labels. Set mitigate: false.")
     evaluated = "test" if (recipe.data.test is not None or recipe.data.test_fraction > 0) else "valid"
+    if cfg.mitigate and evaluated == "valid":
+        problems.append("fairness.mitigate: thresholds are fitted on validation and judged on test rows; give "
+                        "data.test or a data.test_fraction > 0.")
     splits = [evaluated] + (["valid"] if cfg.mitigate and evaluated != "valid" else [])
     from taskfit.data.readers import read_columns
 
@@ -290,10 +296,10 @@ def mitigate_thresholds(valid_scores: np.ndarray, valid_y: np.ndarray, valid_gro
 
 
 # ---- the pipeline entry point ----------------------------------------------------------------------
-def _groups_of(splits: Splits, split: str, column: str) -> np.ndarray:
+def _groups_of(frame: pd.DataFrame, split: str, column: str) -> np.ndarray:
+    """The group of each row of ``frame`` (the ``split`` rows); DataError naming the file when it has none."""
     from taskfit.data.checks import SOURCE
 
-    frame = splits.frames[split]
     if column not in frame:
         source = str(frame[SOURCE].iloc[0]) if SOURCE in frame and len(frame) else "(unknown file)"
         available = [c for c in frame.columns if not c.startswith("_")]
@@ -334,7 +340,7 @@ def evaluate_fairness(task: Task, model: torch.nn.Module, encoded: Mapping[str, 
     """
     _check_task(task)
     split = "test" if "test" in encoded else "valid"
-    groups = _groups_of(splits, split, cfg.group_column)
+    groups = _groups_of(splits.frames[split], split, cfg.group_column)
     enc = encoded[split]
     outputs = task.run_outputs(model, enc, device, dtype)
     labels = splits.labels
@@ -349,7 +355,7 @@ def evaluate_fairness(task: Task, model: torch.nn.Module, encoded: Mapping[str, 
             vprobs = task.probabilities(task.run_outputs(model, valid, device, dtype))
             result["mitigation"] = mitigate_thresholds(
                 vprobs[:, k], (np.asarray(valid["targets"]) == k).astype(int),
-                _groups_of(splits, "valid", cfg.group_column), task.probabilities(outputs)[:, k],
+                _groups_of(splits.frames["valid"], "valid", cfg.group_column), task.probabilities(outputs)[:, k],
                 (np.asarray(enc["targets"]) == k).astype(int), groups, cfg.constraint)
     return result
 
@@ -364,8 +370,7 @@ def fairness_on_frame(task: Task, model: torch.nn.Module, processor: Any, labels
         IncompatibleError: the task has no per-group evaluation.
     """
     _check_task(task)
-    splits = _FrameSplits({"data": frame})
-    groups = _groups_of(splits, "data", cfg.group_column)  # type: ignore[arg-type]
+    groups = _groups_of(frame, "data", cfg.group_column)
     enc = task.encode(frame, processor, labels)
     result = {"group_column": cfg.group_column, "split": "data",
               **_score(task, enc, task.run_outputs(model, enc, device, dtype), groups, labels, cfg)}
@@ -373,13 +378,6 @@ def fairness_on_frame(task: Task, model: torch.nn.Module, processor: Any, labels
         result["mitigation"] = {"constraint": cfg.constraint,
                                 "skipped": "threshold mitigation runs during training (it needs validation rows)."}
     return result
-
-
-class _FrameSplits:
-    """Just enough of :class:`Splits` for :func:`_groups_of`."""
-
-    def __init__(self, frames: dict[str, pd.DataFrame]) -> None:
-        self.frames = frames
 
 
 # ---- report ----------------------------------------------------------------------------------------

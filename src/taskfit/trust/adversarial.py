@@ -150,7 +150,7 @@ class AdversarialHook(StepHook):
         return keep.unsqueeze(-1).to(torch.float32)
 
     def _on_embeddings(self, module: torch.nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> Any:
-        if not torch.is_grad_enabled() or not isinstance(out, torch.Tensor) or out.dim() != 3:
+        if not (torch.is_grad_enabled() and module.training) or not isinstance(out, torch.Tensor) or out.dim() != 3:
             return None  # evaluation, or an embedding we do not understand: leave it alone
         keep = self._padding_keep(inputs[0] if inputs else None, out)
         if self._deltas is not None:  # the adversarial (or PGD ascent) pass: add this call's perturbation
@@ -227,6 +227,9 @@ class AdversarialHook(StepHook):
                 self.stats[k] = type(self.stats[k])(state[k])
 
     def summary(self) -> dict[str, Any]:
+        # The loop asks for the summary once, after the last step: take the hooks off the model here so that
+        # later gradient passes over it (explanations, tests) are not captured.
+        self.detach()
         n = max(1, int(self.stats["batches"]))
         out: dict[str, Any] = {"method": self.cfg.method, "epsilon": self.cfg.epsilon, "steps": self.steps,
                                "weight": self.cfg.weight, "batches": int(self.stats["batches"])}

@@ -2,10 +2,9 @@
 
 Every attack in :data:`ATTACKS` is a seeded function ``perturb(text, rng, budget, ctx) -> text`` that changes
 at most ``budget`` (a fraction) of the text's units: words for English, characters (or jieba words) for
-Chinese. :func:`run_attacks` attacks each test row the model gets right with up to ``tries`` independent
-random perturbations (random search) and reports, per attack, clean accuracy, accuracy under attack, attack
-success rate (flipped / originally correct), mean perturbation size (share of characters edited) and a few
-examples. It takes the task, model and tokenizer (not a Predictor), so it works on a model in memory.
+Chinese. Attacks register themselves in :data:`ATTACKS` (name → :class:`Attack`); the runner that attacks
+a model with them and the report section are in :mod:`taskfit.trust.robustness` (also reachable here:
+``attacks.run_attacks``, ``attacks.robustness_section``).
 
 =========== ========= ==================================================================================
 attack      language  what it does
@@ -30,16 +29,13 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from taskfit.errors import IncompatibleError
 from taskfit.registry import Registry
 from taskfit.trust.zh_confusables import CJK, homophone_map, is_cjk, shape_map, width_swap
-
-if TYPE_CHECKING:
-    pass
 
 _EN_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _KEYBOARD = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
@@ -152,6 +148,7 @@ def _typo_word(word: str, rng: random.Random) -> str:
 
 
 def typo(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+    """One typo in each of up to ``budget`` of the words of 3+ letters (zh: of the characters)."""
     if ctx.lang == "zh":
         pos = char_positions(text)
         edits: dict[tuple[int, int], str] = {}
@@ -177,6 +174,7 @@ def _non_overlapping(edits: dict[tuple[int, int], str]) -> dict[tuple[int, int],
 
 
 def word_swap(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+    """Swap pairs of adjacent (different) words; ``budget`` bounds the words moved."""
     spans = word_spans(text, ctx.lang)
     pairs = list(range(len(spans) - 1))
     rng.shuffle(pairs)
@@ -195,6 +193,7 @@ def word_swap(text: str, rng: random.Random, budget: float, ctx: AttackContext) 
 
 
 def word_delete(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+    """Delete up to ``budget`` of the words (never all of them)."""
     spans = word_spans(text, ctx.lang)
     if len(spans) < 2:
         return text  # deleting the only word leaves nothing to classify
@@ -204,6 +203,7 @@ def word_delete(text: str, rng: random.Random, budget: float, ctx: AttackContext
 
 
 def synonym(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+    """Replace up to ``budget`` of the (non-stopword) words by embedding-space neighbours, keeping capitals."""
     if ctx.synonyms is None:
         raise IncompatibleError("attack 'synonym' needs the model's embeddings; run it through run_attacks().")
     stop = ZH_STOPWORDS if ctx.lang == "zh" else EN_STOPWORDS
@@ -220,9 +220,10 @@ def synonym(text: str, rng: random.Random, budget: float, ctx: AttackContext) ->
 
 def _char_map_attack(table: Callable[[], dict[str, tuple[str, ...]]]) -> Callable[..., str]:
     def perturb(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+        """Replace up to ``budget`` of the Chinese characters by a character the table pairs them with."""
         mapping = table()
         pos = char_positions(text)
-        usable = [p for p in pos if text[p] in mapping]
+        usable = [p for p in pos if mapping.get(text[p])]
         chosen = rng.sample(usable, min(len(usable), n_edits(budget, len(pos))))
         return _replace_spans(text, {(p, p + 1): rng.choice(mapping[text[p]]) for p in chosen})
 
@@ -230,6 +231,7 @@ def _char_map_attack(table: Callable[[], dict[str, tuple[str, ...]]]) -> Callabl
 
 
 def width(text: str, rng: random.Random, budget: float, ctx: AttackContext) -> str:
+    """Switch the width of up to ``budget`` of the visible characters (those that have another width)."""
     usable = [i for i, ch in enumerate(text) if width_swap(ch) is not None and not ch.isspace()]
     visible = sum(not ch.isspace() for ch in text)
     chosen = rng.sample(usable, min(len(usable), n_edits(budget, visible)))

@@ -89,8 +89,8 @@ def _homophone_map() -> dict[str, tuple[str, ...]]:
     for char, sounds in readings.items():
         for s in sounds:
             by_sound[s].add(char)
-    return {c: tuple(sorted(set().union(*(by_sound[s] for s in sounds)) - {c}))
-            for c, sounds in readings.items()}
+    out = {c: tuple(sorted(set().union(*(by_sound[s] for s in sounds)) - {c})) for c, sounds in readings.items()}
+    return {c: others for c, others in out.items() if others}  # a character with a unique sound has none
 
 
 _ZH_PUNCT_TO_ASCII = {"，": ",", "。": ".", "！": "!", "？": "?", "：": ":", "；": ";", "（": "(", "）": ")",

@@ -116,6 +116,17 @@ def test_image_task_is_refused_before_reading_data(tmp_path: Path) -> None:
     assert trust_problems(parse_recipe(tree)) == []
 
 
+def test_missing_package_is_a_recipe_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskfit.trust import pii
+
+    monkeypatch.setattr(pii, "REQUIRED", (*pii.REQUIRED, "no_such_pii_package"))
+    tree = tiny_recipe(tmp_path / "x.csv", tmp_path, tmp_path / "runs")
+    tree["data"]["pii_mask"] = True
+    assert trust_problems(parse_recipe(tree)) == [
+        "data.pii_mask: PII masking needs no_such_pii_package, which is not installed. Install the trust extra: "
+        "pip install 'taskfit[trust]'."]
+
+
 def test_report_section_shows_counts_only() -> None:
     counts = {"by_type": {"PHONE": 3, "PERSON": 2}, "by_split": {"train": {"PHONE": 2, "PERSON": 2},
                                                                  "valid": {"PHONE": 1}},

@@ -61,8 +61,10 @@ def register(app: typer.Typer) -> None:
         (Chinese and English), without printing any of them."""
         offline_defaults()
         from taskfit.data.readers import read_table
+        from taskfit.trust.pii import check_dependencies
 
         try:
+            check_dependencies("scan-pii")
             frame = read_table(file)
             available = [str(c) for c in frame.columns]
             missing = [c for c in column or [] if c not in available]

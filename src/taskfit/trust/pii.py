@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from taskfit.trust.pii_recognizers import LANG
+from taskfit.errors import ConfigError
 
 if TYPE_CHECKING:
     from presidio_analyzer import AnalyzerEngine, RecognizerResult
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from taskfit.data import Splits
     from taskfit.tasks.base import Task
 
+#: the one Presidio language code taskfit analyses with: every recogniser reads Chinese, English and mixes
+LANG = "xx"
+#: the import names PII masking needs (the ``trust`` extra: ``pip install 'taskfit[trust]'``)
+REQUIRED = ("presidio_analyzer", "presidio_anonymizer", "phonenumbers", "jieba", "spacy")
 #: every type taskfit finds, in report order
 TYPES: tuple[str, ...] = ("PERSON", "PHONE", "EMAIL", "CN_ID", "BANK_CARD", "IP_ADDRESS")
 #: column shapes :func:`mask_values` understands (see :meth:`taskfit.tasks.base.Task.text_columns`)
@@ -55,9 +59,25 @@ def placeholder(entity: str) -> str:
     return f"<{entity}>"
 
 
+def missing_dependencies() -> list[str]:
+    """The packages of :data:`REQUIRED` that are not installed (checked without importing them)."""
+    from importlib.util import find_spec
+
+    return [name for name in REQUIRED if find_spec(name) is None]
+
+
+def check_dependencies(key: str = "data.pii_mask") -> None:
+    """Raise ConfigError (naming ``key``) when a package PII masking needs is missing."""
+    missing = missing_dependencies()
+    if missing:
+        raise ConfigError(f"{key}: PII masking needs {', '.join(missing)}, which is not installed. Install the "
+                          "trust extra: pip install 'taskfit[trust]'.")
+
+
 @lru_cache(maxsize=1)
 def engines() -> tuple[AnalyzerEngine, AnonymizerEngine]:
     """(analyzer, anonymizer), built once per process; nothing is downloaded."""
+    check_dependencies()
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NoOpNlpEngine
     from presidio_anonymizer import AnonymizerEngine
@@ -127,6 +147,8 @@ def anonymize(text: str, results: Sequence[RecognizerResult]) -> str:
 class Masker:
     """Masks texts and counts findings per type; each distinct text is analysed once."""
 
+    MAX_REMEMBERED = 200_000
+
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, tuple[str, ...]]] = {}
         engines()
@@ -137,6 +159,8 @@ class Masker:
         if hit is None:
             results = analyze(text)
             hit = (anonymize(text, results), tuple(r.entity_type for r in results))
+            if len(self._seen) >= self.MAX_REMEMBERED:
+                self._seen.clear()  # bounded memory on very large files; repeats cluster anyway
             self._seen[text] = hit
         return hit
 
@@ -200,6 +224,10 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     """``data.pii_mask`` problems found before any data is read (a task whose inputs are not text)."""
     from taskfit.tasks import TASKS
 
+    try:
+        check_dependencies()
+    except ConfigError as e:
+        return [str(e)]
     task_cls = TASKS.get(recipe.task.name)
     if not task_cls.text_input:
         return [f"data.pii_mask: task {recipe.task.name!r} reads images, which have no text to mask (got "

@@ -23,7 +23,7 @@ from typing import Any
 
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-from taskfit.trust.pii_recognizers import LANG
+from taskfit.trust.pii import LANG
 
 ENTITY = "PERSON"
 

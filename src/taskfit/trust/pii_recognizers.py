@@ -30,8 +30,8 @@ from typing import Any
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 
-#: the one Presidio language code taskfit analyses with: every recogniser reads Chinese, English and mixes
-LANG = "xx"
+from taskfit.trust.pii import LANG
+
 
 def _keywords(words: str) -> re.Pattern[str]:
     """One regex for a space-separated keyword list; English words must stand alone (``id`` not in ``paid``)."""

@@ -17,7 +17,7 @@ class _Lines(Progress):
     """Round lines on the console (no bar: a round is one unit of waiting)."""
 
     def note(self, message: str) -> None:
-        console.print(message, highlight=False, markup=False)
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,7 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]]) -> bytes:
     import io
 
     metric_keys = sorted({k for r in rounds for k, v in r.items()
-                          if k.startswith("valid_") and k != "valid_loss" and isinstance(v, float)})
+                          if k.startswith("valid_") and k not in ("valid_loss", "valid_ece") and isinstance(v, float)})
     fig = Figure(figsize=(10, 3.8))
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)

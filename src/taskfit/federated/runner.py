@@ -255,7 +255,7 @@ def _finish(ctx: FedContext, t_start: float, t_prep: float, t_train: float) -> F
             "federated": {k: summary[k] for k in ("clients", "rounds", "strategy", "partition")},
             "created": datetime.now(UTC).isoformat(timespec="seconds")}
     save_model(task, final, ctx.processor, run_dir / "model", meta, splits)
-    steps = sum(int(r.get("clients_ok", 0)) for r in rounds)
+    steps = sum(int(r.get("client_steps", 0)) for r in rounds)  # optimiser steps over all clients
     timing = {"prepare_s": round(t_prep - t_start, 2), "train_s": round(t_train - t_prep, 2),
               "total_s": round(time.perf_counter() - t_start, 2), "steps": steps, "precision": "fp32",
               "device": str(device), "trainable_params": trainable, "total_params": total_params}

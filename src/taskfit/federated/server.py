@@ -48,8 +48,9 @@ class RoundLog:
     def received(self, ok: list[Message], failed: list[Message], used: bool) -> None:
         weights = [float(m.content["metrics"]["num-examples"]) for m in ok]  # type: ignore[index,arg-type]
         losses = [float(m.content["metrics"]["train_loss"]) for m in ok]  # type: ignore[index,arg-type]
+        steps = [int(m.content["metrics"]["steps"]) for m in ok]  # type: ignore[index,arg-type]
         self.pending.update(
-            clients_ok=len(ok), clients_failed=len(failed), aggregated=used,
+            clients_ok=len(ok), clients_failed=len(failed), aggregated=used, client_steps=sum(steps),
             bytes_up=sum(_bytes(m) for m in ok),
             train_loss=(sum(w * x for w, x in zip(weights, losses, strict=True)) / sum(weights)) if ok else None,
             failures=[{"node": int(m.metadata.src_node_id), "reason": failure_reason(str(m.error.reason))}
@@ -87,9 +88,15 @@ class _Recording:
 
     round_log: RoundLog
     min_results: int
+    expected: int
+    min_available_nodes: int
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
+        # Flower waits (without a time limit) until this many nodes are connected: every client for the first
+        # round, so that all SuperNodes have joined; later, only as many as a round needs, so that a node
+        # that went away for good does not stall the federation.
+        self.min_available_nodes = self.expected if server_round == 1 else self.min_results
         messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
         self.round_log.sent(messages)
         return messages
@@ -127,6 +134,7 @@ def make_strategy(ctx: FedContext, round_log: RoundLog) -> FedAvg:
         strategy = TaskfitFedAvg(**common)
     strategy.round_log = round_log  # type: ignore[attr-defined]
     strategy.min_results = fed.min_fit_clients or 1  # type: ignore[attr-defined]
+    strategy.expected = fed.clients  # type: ignore[attr-defined]
     return strategy
 
 

@@ -21,6 +21,7 @@ and why, is in :data:`REFUSED_TASKS` and :func:`recipe_problems`.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import os
@@ -69,7 +70,7 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     if task in REFUSED_TASKS:
         problems.append(f"privacy.dp: task {task!r} cannot be trained with DP-SGD: {REFUSED_TASKS[task]}. "
                         "Remove privacy.dp for this task.")
-    if task == "image_classification" and method != "frozen":
+    if task == "image_classification" and method == "full":  # (lora is refused by the task itself)
         problems.append(f"privacy.dp: method {method!r} trains the BatchNorm layers of the image backbones, "
                         "which normalise each image with its batch mates' statistics (no per-example gradient "
                         "exists). Use method.name: frozen (the backbone's BatchNorm stays in eval mode).")
@@ -102,6 +103,7 @@ def planned_steps(train: TrainConfig, batches_per_epoch: int) -> int:
     return train.max_steps or max(1, math.ceil(train.epochs * batches_per_epoch))
 
 
+@functools.lru_cache(maxsize=32)  # a pure function that costs seconds (the RDP series are slow in Python)
 def noise_for_budget(epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
     """Smallest noise multiplier σ (to Opacus' 0.01 ε tolerance) whose ε after ``steps`` is ≤ ``epsilon``.
 
@@ -269,7 +271,11 @@ class DPHook(StepHook):
 
     def epsilon_spent(self) -> float:
         """ε spent so far at this run's δ (0 before the first step), as the accountant reports it."""
-        return float(self.accountant.get_epsilon(delta=self.delta)) if self.accountant.history else 0.0
+        if not self.accountant.history:
+            return 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # RDP's "optimal order is the largest alpha" note
+            return float(self.accountant.get_epsilon(delta=self.delta))
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

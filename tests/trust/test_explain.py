@@ -151,18 +151,20 @@ def test_cli_explain_json_target_and_bad_target(run_dir):
     assert "target label 'weather' is not one of the model's labels: " + ", ".join(labels) in bad.output
 
 
-@pytest.mark.slow
-def test_sample_of_correct_and_wrong_predictions(run_dir, bbc_csv):
-    from taskfit.inference import Predictor
-
-    p = Predictor.load(run_dir)
-    frame = pd.read_csv(bbc_csv).head(24)
-    items = sample_explanations(p.task, p.model, p.processor, p.labels, frame, p.device, n_correct=1, n_wrong=1,
-                                steps=4)
-    probs = p.predict_proba(frame["text"].tolist())
-    right = int((np.array(p.labels)[probs.argmax(1)] == frame["label"].to_numpy()).sum())
-    assert sum(e["correct"] for e in items) == min(1, right)
-    assert sum(not e["correct"] for e in items) == min(1, len(frame) - right)
-    assert all(e["target"] == e["label"] for e in items)
+def test_sample_of_correct_and_wrong_predictions(tiny, bbc_csv):
+    task, model, tok = tiny
+    frame = pd.read_csv(bbc_csv)
+    frame = frame[frame["label"].isin(LABELS)].head(30).reset_index(drop=True)
+    items = sample_explanations(task, model, tok, LABELS, frame, CPU, n_correct=2, n_wrong=2, steps=4)
+    enc = task.encode(frame, tok, LABELS)
+    probs = task.probabilities(task.run_outputs(model, enc, CPU, None))
+    pred, conf = probs.argmax(1), probs.max(1)
+    right = pred == enc["targets"]
+    assert sum(e["correct"] for e in items) == min(2, int(right.sum()))
+    assert sum(not e["correct"] for e in items) == min(2, int((~right).sum()))
+    # the most confident mistakes come first: they are what a reviewer should look at
+    wrong = [e for e in items if not e["correct"]]
+    assert wrong[0]["probability"] == pytest.approx(float(conf[~right].max()), abs=1e-5)
+    assert all(e["target"] == e["label"] and e["true_label"] in LABELS for e in items)
     title, html = explanation_section(items)
-    assert title.startswith("Explanations") and ("Wrong predictions" in html) == (right < len(frame))
+    assert title.startswith("Explanations") and "Wrong predictions" in html

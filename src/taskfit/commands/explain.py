@@ -32,6 +32,8 @@ def render(expl: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from taskfit.trust.explain import fmt_score
+
     if "label" in expl:
         head = (f"predicted {expl['label']} ({expl['probability']:.3f}); explained {expl['target']} "
                 f"(p {expl['target_score']:.3f}, baseline {expl['baseline_score']:.3f})")
@@ -51,7 +53,7 @@ def render(expl: dict[str, Any]) -> None:
     ranked = sorted((w for w in expl["words"] if w["score"] is not None), key=lambda w: -abs(w["score"]))
     for w in ranked[:TOP_WORDS]:
         att = w.get("attention")
-        table.add_row(Text(w["word"], style=_style(w["score"], scale)), f"{w['score']:+.4f}",
+        table.add_row(Text(w["word"], style=_style(w["score"], scale)), fmt_score(w["score"]),
                       "" if att is None else f"{att:.3f}")
     console.print(table)
 

@@ -246,6 +246,11 @@ def sample_explanations(task: Task, model: torch.nn.Module, processor: Any, labe
 
 
 # ---- rendering -------------------------------------------------------------------------------------
+def fmt_score(v: float) -> str:
+    """A signed attribution readable at any size (IG scores of a weak model can be 1e-6)."""
+    return f"{v:+.4f}" if v == 0 or abs(v) >= 1e-3 else f"{v:+.1e}"
+
+
 def _background(score: float | None, scale: float) -> str:
     if score is None or scale <= 0:
         return "transparent"
@@ -260,7 +265,8 @@ def _highlight(text: str, words: list[dict[str, Any]], key: str, colour: Any) ->
     for w in words:
         parts.append(html.escape(text[pos:w["start"]]))
         v = w.get(key)
-        tip = "not read (truncated)" if v is None else f"{key} {v:+.4f}"
+        shown = "" if v is None else (f"{v:.3f}" if key == "attention" else fmt_score(v))
+        tip = "not read (truncated)" if v is None else f"{key} {shown}"
         parts.append(f'<span style="background:{colour(v, scale)};border-radius:3px;padding:0 1px" '
                      f'title="{html.escape(tip, quote=True)}">{html.escape(w["word"])}</span>')
         pos = w["end"]
@@ -283,7 +289,7 @@ def explanation_html(expl: dict[str, Any]) -> str:
         head += f" · explained: <b>{esc(expl['target'])}</b> (p {expl['target_score']:.3f})"
     else:
         head = f"predicted score <b>{expl['prediction']:.4f}</b>"
-    head += (f" · baseline {expl['baseline_score']:.3f} · sum of attributions {expl['attribution_sum']:+.3f}"
+    head += (f" · baseline {expl['baseline_score']:.3f} · sum of attributions {fmt_score(expl['attribution_sum'])}"
              f" · IG delta {expl['delta']:+.2e}" + (" · text truncated" if expl.get("truncated") else ""))
     body = (f'<p class="sub">{head}</p><p style="line-height:1.9">'
             f"{_highlight(expl['text'], expl['words'], 'score', _background)}</p>")

@@ -16,6 +16,7 @@ import torch
 
 from taskfit.config import DataConfig
 from taskfit.errors import DataError, NotFittedError
+from taskfit.models.exported import load_exported
 from taskfit.tasks import TASKS, Task
 from taskfit.train.loop import pick_device, pick_precision
 
@@ -56,8 +57,11 @@ class Predictor:
         mdir = model_dir_of(path)
         meta = json.loads((mdir / "taskfit.json").read_text(encoding="utf-8"))
         task = TASKS.get(meta["task"]).from_meta(meta)
-        device = pick_device()
         processor = task.load_processor(mdir)
+        exported = load_exported(mdir, meta)  # ONNX / int8 models written by `taskfit compress`
+        if exported is not None:
+            return cls(exported.eval(), processor, meta, task, torch.device("cpu"), None)
+        device = pick_device()
         model = task.load_trained(mdir, meta).to(device).eval()
         return cls(model, processor, meta, task, device, pick_precision(precision, device))
 

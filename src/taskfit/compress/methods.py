@@ -1,0 +1,121 @@
+"""Compression methods: each turns a saved model directory into a smaller / faster one.
+
+A method is registered in :data:`COMPRESSORS` and has ``build(src, dest, meta) -> dict``: it writes the
+artefact into ``dest`` (a fresh directory that already holds the tokenizer and config) and returns the
+``taskfit.json`` fields that tell :mod:`taskfit.models.exported` how to load it.
+
+- ``onnx``: ONNX export with dynamic batch and sequence axes, then ONNX Runtime's transformer graph
+  optimisation (attention, LayerNorm and GELU fusion).
+- ``onnx-int8``: ``onnx`` plus ONNX Runtime dynamic int8 quantisation of the MatMul weights.
+- ``torch-int8``: PyTorch dynamic int8 quantisation of Linear layers (no ONNX needed).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taskfit.errors import IncompatibleError
+from taskfit.registry import Registry
+
+#: Tasks whose model is a transformers sequence classifier (one logits row per input).
+SUPPORTED_TASKS = ("text_classification", "multi_label", "regression")
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Compressor:
+    name: str
+    description: str
+    build: Callable[[Path, Path, dict[str, Any]], dict[str, Any]]
+
+
+COMPRESSORS: Registry[Compressor] = Registry("compression method")
+
+
+def check_task(task_name: str, method: str) -> None:
+    if task_name not in SUPPORTED_TASKS:
+        raise IncompatibleError(f"compress --method {method} supports the tasks {', '.join(SUPPORTED_TASKS)}; this "
+                                f"run is {task_name!r}.")
+
+
+def _load_eager(src: Path) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    # Eager attention exports to plain MatMul/Softmax nodes, which ORT's optimiser fuses into Attention.
+    model = AutoModelForSequenceClassification.from_pretrained(src, attn_implementation="eager")
+    return model.eval()  # type: ignore[no-any-return]
+
+
+def export_onnx(model: torch.nn.Module, dest: Path) -> list[str]:
+    """Export ``model`` to ``dest`` (opset 17) with dynamic batch and sequence axes; returns the input names."""
+    names = ["input_ids", "attention_mask"]
+    config: Any = model.config
+    if getattr(config, "type_vocab_size", 0) and config.model_type == "bert":
+        names.append("token_type_ids")
+    example = {n: torch.ones(2, 8, dtype=torch.long) if n != "token_type_ids" else torch.zeros(2, 8, dtype=torch.long)
+               for n in names}
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, tuple(example[n] for n in names), str(dest), input_names=names,
+                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    return names
+
+
+def optimize_onnx(path: Path, model: torch.nn.Module) -> dict[str, int]:
+    """Fuse attention / LayerNorm / GELU with ONNX Runtime's transformer optimiser, in place; the fused counts."""
+    from onnxruntime.transformers import optimizer
+
+    cfg: Any = model.config
+    opt = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(cfg.num_attention_heads),
+                                   hidden_size=int(cfg.hidden_size), opt_level=1)
+    tmp = path.with_suffix(".opt.onnx")
+    opt.save_model_to_file(str(tmp))
+    tmp.replace(path)
+    return {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+
+
+def quantize_onnx(path: Path) -> None:
+    """ONNX Runtime dynamic int8 quantisation of the weights, in place."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = path.with_suffix(".int8.onnx")
+    # Fused (com.microsoft) nodes defeat shape inference; their outputs are float32.
+    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    tmp.replace(path)
+
+
+def _onnx(src: Path, dest: Path, meta: dict[str, Any], int8: bool) -> dict[str, Any]:
+    model = _load_eager(src)
+    inputs = export_onnx(model, dest / ONNX_FILE)
+    fused = optimize_onnx(dest / ONNX_FILE, model)
+    if int8:
+        quantize_onnx(dest / ONNX_FILE)
+    return {"backend": "onnx", "onnx_file": ONNX_FILE, "onnx_inputs": inputs, "fused_operators": fused,
+            "quantization": "int8-dynamic" if int8 else None}
+
+
+def _torch_int8(src: Path, dest: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    from taskfit.models.quantize import quantize_linear
+
+    q = quantize_linear(_load_eager(src))
+    from taskfit.utils.io import atomic_save
+
+    atomic_save(dest / "model_int8.pt", lambda p: torch.save(q.state_dict(), p))
+    return {"backend": "torch-int8", "quantization": "int8-dynamic-linear"}
+
+
+COMPRESSORS.register("onnx")(Compressor("onnx", "ONNX export + ONNX Runtime graph optimisation (fp32)",
+                                        lambda s, d, m: _onnx(s, d, m, int8=False)))
+COMPRESSORS.register("onnx-int8")(Compressor("onnx-int8", "ONNX export, graph optimisation and dynamic int8 "
+                                             "quantisation (ONNX Runtime)", lambda s, d, m: _onnx(s, d, m, int8=True)))
+COMPRESSORS.register("torch-int8")(Compressor("torch-int8", "PyTorch dynamic int8 quantisation of Linear layers",
+                                              _torch_int8))

@@ -1,0 +1,233 @@
+"""``taskfit compress RUN_DIR --method M``: a new run directory with the compressed model and a
+before/after table (score, size on disk, p50/p95 latency at batch 1, throughput at batch 32, peak memory).
+
+The new directory holds ``model/`` (loadable by ``taskfit predict`` / ``Predictor.load`` by path),
+``compression.json`` (both measurements, the method, the flag) and ``report.html``; the source run is
+never modified. A compressed model whose headline score drops by more than ``tolerance`` is flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from taskfit.compress.methods import COMPRESSORS, check_task
+from taskfit.config import load_recipe
+from taskfit.errors import ConfigError, DataError, TaskfitError
+from taskfit.evaluate.html import cards, esc, html_table, img_tag, write_page
+from taskfit.inference import model_dir_of
+from taskfit.tasks import TASKS
+from taskfit.train.loop import LOWER_IS_BETTER
+from taskfit.utils.io import atomic_write_json
+
+#: Files a model directory needs besides the weights (tokenizer, config, taskfit.json).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class CompressResult:
+    run_dir: Path
+    before: dict[str, Any]
+    after: dict[str, Any]
+    metric: str
+    drop: float
+    flagged: bool
+    report: Path
+
+
+def _eval_rows(run_dir: Path, meta: dict[str, Any], data: Path | None, rows: int | None) -> pd.DataFrame:
+    """The labelled rows both models are scored on: --data, else the run's test split (valid without one)."""
+    task = TASKS.get(meta["task"]).from_meta(meta)
+    if data is not None:
+        from taskfit.config import DataConfig
+
+        cfg = DataConfig(train=data, text=meta.get("text", "text"), text_pair=meta.get("text_pair"),
+                         label=meta.get("label", "label"), max_length=int(meta.get("max_length", 128)))
+        problems = task.input_problems(cfg)
+        if problems:
+            raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=data)
+        frame = task.read_eval_file(cfg, list(meta.get("labels") or []))
+    else:
+        if not (run_dir / "recipe.yaml").is_file():
+            raise ConfigError(f"{str(run_dir)!r} has no recipe.yaml, so its test rows are unknown; give labelled "
+                              "rows with --data FILE.")
+        splits = task.load_splits(load_recipe(run_dir / "recipe.yaml").data)
+        frame = splits.frames.get("test", splits.frames["valid"])
+    return frame.head(rows) if rows else frame
+
+
+_MEASURED: dict[tuple[str, float, str], dict[str, Any]] = {}
+
+
+def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str, Any]:
+    """Measure in a fresh process. ``cache``: reuse this process's earlier measurement of the same (unchanged)
+    source model on the same rows (compressing one run with several methods measures the source once)."""
+    import hashlib
+
+    key = (str(model_dir.resolve()), (model_dir / "taskfit.json").stat().st_mtime,
+           hashlib.sha256(rows_file.read_bytes()).hexdigest())
+    if cache and key in _MEASURED:
+        return _MEASURED[key]
+    out = rows_file.with_name(f"measure-{abs(hash(str(model_dir)))}.json")
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    res = subprocess.run([sys.executable, "-m", "taskfit.compress.measure", str(model_dir), str(rows_file), str(out)],
+                         capture_output=True, text=True, env=env, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"measuring {model_dir} failed:\n{res.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    if cache:
+        _MEASURED[key] = result
+    return result
+
+
+def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, data: Path | None = None,
+                 rows: int | None = None, tolerance: float = 0.005, overwrite: bool = False,
+                 note: Callable[[str], None] = lambda _m: None) -> CompressResult:
+    """Compress a finished run's model; see the module docstring.
+
+    Raises:
+        ConfigError: unknown method, a destination that exists (without ``overwrite``), bad tolerance.
+        IncompatibleError: a task the method cannot compress.
+        NotFittedError: no finished model in ``run_dir``.
+    """
+    compressor = COMPRESSORS.get(method)
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"--tolerance must be in [0, 1), got {tolerance}.")
+    src_model = model_dir_of(run_dir)
+    src_run = src_model.parent
+    meta = json.loads((src_model / "taskfit.json").read_text(encoding="utf-8"))
+    if meta.get("backend", "transformers") != "transformers":
+        raise ConfigError(f"{str(src_run)!r} already holds a compressed model ({meta['backend']}); compress the "
+                          "original run instead.")
+    check_task(meta["task"], method)
+    dest = Path(out) if out is not None else src_run.with_name(f"{src_run.name}-{method}")
+    if dest.exists() and not overwrite:
+        raise ConfigError(f"{str(dest)!r} already exists; pick another --out or pass --overwrite.")
+    frame = _eval_rows(src_run, meta, data, rows)  # bad --data fails here, before any work
+    task = TASKS.get(meta["task"]).from_meta(meta)
+
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "model").mkdir(parents=True)
+    for f in src_model.iterdir():  # tokenizer, config, taskfit.json: everything but the fp32 weights
+        if f.is_file() and f.name not in WEIGHT_FILES:
+            shutil.copy2(f, tmp / "model" / f.name)
+    note(f"compressing with {method}: {compressor.description}")
+    try:
+        extra = compressor.build(src_model, tmp / "model", meta)
+    except TaskfitError:
+        raise
+    except Exception as e:  # an exporter failure is reported with the method, the rest of taskfit is fine
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"compress --method {method} failed on {src_model}: {e}") from e
+    new_meta = {**meta, **extra, "compressed_from": str(src_run), "compression_method": method}
+    atomic_write_json(tmp / "model" / "taskfit.json", new_meta)
+
+    metric = task.default_metric if task.default_metric in task.headline else task.headline[0]
+    with tempfile.TemporaryDirectory() as td:
+        rows_file = Path(td) / "rows.jsonl"
+        frame.to_json(rows_file, orient="records", lines=True, force_ascii=False)
+        note(f"measuring the original model on {len(frame)} rows")
+        before = _measure(src_model, rows_file, cache=True)
+        note("measuring the compressed model")
+        after = _measure(tmp / "model", rows_file)
+    b, a = before["metrics"].get(metric), after["metrics"].get(metric)
+    drop = 0.0 if a is None or b is None else (a - b if metric in LOWER_IS_BETTER else b - a)
+    flagged = drop > tolerance
+    doc = {"method": method, "source": str(src_run), "metric": metric, "drop": drop, "tolerance": tolerance,
+           "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra}
+    atomic_write_json(tmp / "compression.json", doc)
+    for name in ("recipe.yaml",):
+        if (src_run / name).is_file():
+            shutil.copy2(src_run / name, tmp / name)
+    report = write_page(tmp / "report.html", f"taskfit compress: {src_run.name} → {method}",
+                        [("Before and after", comparison_html(doc))], intro=_cards(doc))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return CompressResult(dest, before, after, metric, drop, flagged, dest / report.name)
+
+
+ROWS = (("metric", "score"), ("size_mb", "size on disk (MB)"), ("latency_p50_ms", "latency p50, batch 1 (ms)"),
+        ("latency_p95_ms", "latency p95, batch 1 (ms)"), ("throughput_per_s", "throughput, batch 32 (rows/s)"),
+        ("model_rss_mb", "memory added by the model (MB)"), ("peak_rss_mb", "peak process memory (MB)"))
+
+
+def comparison_rows(doc: dict[str, Any]) -> list[list[Any]]:
+    """Table rows: quantity, before, after, ratio (after / before)."""
+    out = []
+    for key, label in ROWS:
+        if key == "metric":
+            b, a = doc["before"]["metrics"].get(doc["metric"]), doc["after"]["metrics"].get(doc["metric"])
+            label = f"{doc['metric']} ({doc['rows']} rows)"
+        else:
+            b, a = doc["before"].get(key), doc["after"].get(key)
+        ratio = a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+        out.append([label, b, a, ratio])
+    return out
+
+
+def _cards(doc: dict[str, Any]) -> str:
+    b, a = doc["before"], doc["after"]
+    return cards([("method", doc["method"]), ("score change", f"{-doc['drop']:+.4f}"),
+                  ("size", f"{a['size_mb'] / max(b['size_mb'], 1e-9):.2f}×"),
+                  ("throughput", f"{a['throughput_per_s'] / max(b['throughput_per_s'], 1e-9):.2f}×"),
+                  ("flag", "over tolerance" if doc["flagged"] else "within tolerance")])
+
+
+def comparison_html(doc: dict[str, Any]) -> str:
+    """The before/after table, a bar plot of the ratios and the tolerance verdict."""
+    rows = comparison_rows(doc)
+    verdict = (f'<p class="bad">{esc(doc["metric"])} dropped by {doc["drop"]:.4f}, more than the tolerance '
+               f'{doc["tolerance"]:g}: check before serving this model.</p>' if doc["flagged"] else
+               f'<p class="ok">{esc(doc["metric"])} change within the tolerance {doc["tolerance"]:g}.</p>')
+    return verdict + html_table(["", "before", "after", "after / before"], rows) + img_tag(
+        _ratio_plot(rows[1:]), "after / before ratios")
+
+
+def _ratio_plot(rows: list[list[Any]]) -> bytes:
+    from taskfit.evaluate.plots import _plot_style, _to_png
+
+    @_plot_style
+    def draw() -> bytes:
+        from matplotlib.figure import Figure
+
+        names = [r[0] for r in rows if r[3] is not None]
+        values = [r[3] for r in rows if r[3] is not None]
+        fig = Figure(figsize=(7, 0.45 * len(names) + 1.2))
+        ax = fig.add_subplot()
+        ax.barh(names, values, color=["#2da44e" if ("throughput" in n) == (v >= 1) else "#cf222e"
+                                      for n, v in zip(names, values, strict=True)])
+        ax.axvline(1.0, color="#57606a", lw=1)
+        ax.invert_yaxis()
+        ax.set_xlabel("after / before")
+        fig.tight_layout()
+        return _to_png(fig)
+
+    return draw()
+
+
+def render(console: Any, result: CompressResult) -> None:
+    """The before/after table in the terminal."""
+    from rich.table import Table
+
+    doc = json.loads((result.run_dir / "compression.json").read_text(encoding="utf-8"))
+    table = Table(title=f"{doc['method']}: before / after ({doc['rows']} rows)")
+    for col in ("", "before", "after", "after / before"):
+        table.add_column(col, justify="right" if col else "left")
+    for label, b, a, r in comparison_rows(doc):
+        table.add_row(label, *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in (b, a)),
+                      f"{r:.2f}×" if r is not None else "-")
+    console.print(table)
+    style = "red" if result.flagged else "green"
+    console.print(f"[{style}]{result.metric} change {-result.drop:+.4f} (tolerance {doc['tolerance']:g})[/]")

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/compress"))
     args = ap.parse_args()
 
-    from taskfit.commands.common import offline_defaults
+    from taskfit.utils.env import offline_defaults
 
     offline_defaults()
     from taskfit.compress import compress_run

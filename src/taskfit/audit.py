@@ -237,7 +237,7 @@ class _Auditor:
             result = fairness.fairness_on_frame(p.task, p.model, p.processor, p.labels, self.frame(), cfg,
                                                 p.device, p.dtype)
         else:
-            result = recorded
+            result = recorded or {}
         gap = result.get("demographic_parity_difference")
         eo = result.get("equalized_odds_difference")
         worst = max((g for g in (gap, eo) if g is not None), default=None)

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 
 from taskfit.errors import TaskfitError
+from taskfit.utils.env import offline_defaults
+
+__all__ = ["console", "err_console", "fail", "offline_defaults"]
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def offline_defaults() -> None:
-    """Nothing is fetched at run time unless the user opts in by setting HF_HUB_OFFLINE=0."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # taskfit draws its own progress; HF's load/save bars are noise
 
 
 def fail(e: TaskfitError) -> NoReturn:

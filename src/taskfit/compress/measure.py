@@ -66,7 +66,7 @@ def measure(model_dir: Path, rows_file: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    from taskfit.commands.common import offline_defaults
+    from taskfit.utils.env import offline_defaults
 
     offline_defaults()
     model_dir, rows_file, out = (Path(a) for a in sys.argv[1:4])

@@ -34,8 +34,9 @@ _ZH_SURNAMES = frozenset(
     "康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成"
     "苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费"
     "卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
-_ZH_COMPOUND = frozenset({"欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "夏侯",
-                          "长孙", "宇文", "司徒", "端木", "独孤", "南宫", "西门", "轩辕", "呼延"})
+# (东方, 西门 and 南宫 left out: as words they mean "east", "west gate", "south palace")
+_ZH_COMPOUND = frozenset({"欧阳", "司马", "诸葛", "上官", "皇甫", "尉迟", "公孙", "慕容", "令狐", "夏侯", "长孙",
+                          "宇文", "司徒", "端木", "独孤", "轩辕", "呼延"})
 _ZH_TITLES = ("先生", "女士", "小姐", "老师", "医生", "经理", "护士", "律师", "阿姨", "师傅", "主任", "教授", "总",
               "护士长", "院长", "科长", "处长", "店长", "总监", "同学", "大夫")
 # Words jieba tags nr that are not names in service text.
@@ -45,7 +46,8 @@ _ZH_STOP = frozenset({"谢谢", "银行卡", "高兴", "安心", "明白", "成�
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 # Function-word tags: a surname character tagged like this is the word it is (和老师 = "and the teacher").
 _FUNCTION_TAGS = ("c", "p", "u", "uj", "ul", "r", "y", "e", "f")
-_ZH_SURNAME_CUE = re.compile(r"(?:我姓|免贵姓|本人姓|姓)([\u4e00-\u9fff]{1,2}?)(?=[，,。；;、\s]|$|的|先生|女士|小姐)")
+_ZH_SURNAME_CUE = re.compile(r"(?:我姓|免贵姓|本人姓|他姓|她姓)([\u4e00-\u9fff]{1,2}?)"
+                             r"(?=[，,。；;、\s]|$|的|先生|女士|小姐)")
 _ZH_CUE = re.compile(r"(?:我叫|我是|本人|姓名|名字|联系人|收件人|收货人|签收人|持卡人|户名|患者|病人|客户|用户|投诉人|"
                      r"申请人|签名|经办人|客服|专员|转账给|转账到|转给|汇款给|付款给|来自|from)[:：\s]*", re.IGNORECASE)
 
@@ -57,11 +59,21 @@ def _zh_surname_len(word: str) -> int:
     return 1 if word[:1] in _ZH_SURNAMES else 0
 
 
+# Characters (almost) never in a given name: pronouns, particles, common verbs and shop words. jieba's HMM
+# calls 谢谢您, 向左转 or 莫太住 names; a given name containing one of these is not taken.
+_NOT_IN_GIVEN = frozenset("您你我他她它们的了是有或也都还就很太更最不没无勿别莫要会能可该把被让给对往从到以而但所如"
+                          "若即便只才又再已曾将着过吗呢吧啊呀哦嗯么些这那哪谁什怎几个位条件次块点左右下后里外内间边头面"
+                          "处住转走跑吃喝看听说讲问答买卖付完款价元号码话机箱卡证单订货物递谢祝请")
+_NOT_ALONE_GIVEN = frozenset("小老大阿")  # 小王, 老李: a nickname prefix, not a one-character given name
+
+
 def _zh_name_ok(word: str) -> bool:
     """A full name: a surname and a 1–2 character given name, all CJK, not a known non-name or a cue word."""
     n = _zh_surname_len(word)
-    return (bool(n) and 1 <= len(word) - n <= 2 and word not in _ZH_STOP and all(_CJK.match(c) for c in word)
-            and not _ZH_CUE.fullmatch(word))
+    given = word[n:]
+    return (bool(n) and 1 <= len(given) <= 2 and word not in _ZH_STOP and all(_CJK.match(c) for c in word)
+            and not _ZH_CUE.fullmatch(word) and not any(c in _NOT_IN_GIVEN for c in given)
+            and not (len(given) == 1 and given in _NOT_ALONE_GIVEN))
 
 
 class ChinesePersonRecognizer(LocalRecognizer):  # type: ignore[misc]
@@ -79,34 +91,36 @@ class ChinesePersonRecognizer(LocalRecognizer):  # type: ignore[misc]
         spans: dict[tuple[int, int], float] = {}
         words = _segment(text)
         for i, (w, flag, start) in enumerate(words):
-            prev = words[i - 1] if i else None
-            nxt = words[i + 1] if i + 1 < len(words) else None
-            if w in _ZH_STOP:
-                continue
+            # neighbours only within the same run of Chinese characters (之余，默契 is not one name)
+            prev = words[i - 1] if i and words[i - 1][2] + len(words[i - 1][0]) == start else None
+            nxt = words[i + 1] if i + 1 < len(words) and words[i + 1][2] == start + len(w) else None
+            if w in _ZH_STOP or (prev and prev[0] in _ZH_COUNTERS):
+                continue  # 这张卡, 一位: a measure word, not a surname
+            titled = bool(nxt and nxt[0] in _ZH_TITLES)
             sur = _zh_surname_len(w)
-            if prev and prev[0] in _ZH_COUNTERS:
-                continue  # 这张卡, 一位, 那条: a measure word, not a surname
-            if sur and sur == len(w) and (flag.startswith("nr") or sur == 2):
-                span = _given_after(text, start)  # 周/nr + 浩然/a: jieba split the name
+            if sur and sur == len(w):  # a lone surname
+                span = (_given_after(text, start) if sur == 2 else
+                        (start, nxt[2] + len(nxt[0])) if nxt and _given_ok(nxt) and flag not in _FUNCTION_TAGS
+                        and _zh_name_ok(w + nxt[0]) and (flag.startswith("nr") or nxt[1].startswith("nr"))
+                        else None)
                 if span:
-                    spans[span] = 0.87
-                elif nxt and nxt[0] in _ZH_TITLES:
-                    spans[(start, start + sur)] = 0.75  # 王 + 先生
+                    spans[span] = 0.87  # 周/nr + 浩然/a, 欧阳 + 立新: jieba split the name
+                elif titled and flag not in _FUNCTION_TAGS:
+                    spans.setdefault((start, start + sur), 0.75)  # 王 + 先生
             elif flag.startswith("nr"):
                 stripped = next((w[:-len(t)] for t in _ZH_TITLES if w.endswith(t) and len(w) > len(t)), w)
-                if _zh_name_ok(stripped) or (stripped != w and _zh_surname_len(stripped) == len(stripped)):
+                if stripped != w and _zh_surname_len(stripped) == len(stripped):
+                    spans[(start, start + len(stripped))] = 0.85  # 黄先生 as one word
+                elif _zh_name_ok(stripped) and (titled or stripped != w or _unknown(stripped)):
                     spans[(start, start + len(stripped))] = 0.85
-                elif len(w) == 2 and w[0] in "小老" and w[1] in _ZH_SURNAMES:
-                    spans[(start, start + 2)] = 0.7
-                elif prev and len(w) <= 2 and prev[0][-1] in _ZH_SURNAMES and _zh_name_ok(prev[0][-1] + w):
-                    spans[(start - 1, start + len(w))] = 0.7  # jieba glued the surname to the word before
-            elif nxt and nxt[0] in _ZH_TITLES:
-                if sur and sur == len(w) and flag not in _FUNCTION_TAGS:
-                    spans.setdefault((start, start + sur), 0.75)  # 高/a + 女士
-                elif _zh_name_ok(w):
-                    spans.setdefault((start, start + len(w)), 0.75)  # 彭洋/ns + 护士长
+                elif (prev and len(w) <= 2 and prev[1] not in _FUNCTION_TAGS and prev[0][-1] in _ZH_SURNAMES
+                      and _zh_name_ok(prev[0][-1] + w) and _unknown(w)):
+                    spans[(start - 1, start + len(w))] = 0.7  # 客户王 + 秀英: jieba glued the surname before
+            elif titled and _zh_name_ok(w):
+                spans.setdefault((start, start + len(w)), 0.75)  # 彭洋/ns + 护士长
         for m in _ZH_SURNAME_CUE.finditer(text):
-            spans[m.span(1)] = 0.8  # 我姓钱: the surname alone
+            if _zh_surname_len(m.group(1)) == len(m.group(1)):
+                spans[m.span(1)] = 0.8  # 我姓钱: the surname alone
         for m in _ZH_CUE.finditer(text):
             span = _given_after(text, m.end())
             if span and span[1] - span[0] > 1:
@@ -118,6 +132,34 @@ class ChinesePersonRecognizer(LocalRecognizer):  # type: ignore[misc]
 _ZH_COUNTERS = frozenset({"这", "那", "一", "每", "几", "两", "哪", "该", "此", "整", "半", "多"})
 _STOP_FIRST = frozenset("的在会已是和与了等您你我他她先女经医护总主老师说来到给也都就还要将把被对为从于及或啊吗呢吧请")
 _STOP_SECOND = _STOP_FIRST | frozenset("小生长电致反打向今明昨已")
+
+
+# Tags a given name never has (verbs, adverbs, particles...): 钱/nr + 崇拜/v is not a name.
+_NOT_GIVEN_TAGS = frozenset({"v", "vn", "vd", "d", "p", "c", "u", "uj", "ul", "uz", "ug", "ud", "r", "m", "q", "f",
+                             "t", "y", "e", "x", "zg", "eng", "l", "i"})
+
+
+def _given_ok(word: tuple[str, str, int]) -> bool:
+    """Can this jieba word be the given name after a lone surname?"""
+    w, flag, _ = word
+    return (1 <= len(w) <= 2 and all(_CJK.match(c) for c in w) and w[0] not in _STOP_FIRST
+            and (flag not in _NOT_GIVEN_TAGS or (len(w) == 2 and _freq(w) < 100)))  # 胡 + 立新/d
+
+
+def _unknown(word: str) -> bool:
+    """True unless ``word`` is a common dictionary word. jieba's dictionary tags many ordinary words ``nr``
+    (温泉, 安静, 陈旧, 林立: they are also someone's name); real names are mostly absent from it and found
+    by the HMM, so an ``nr`` word counts as a name alone only when absent from the dictionary or rare in it
+    (陈建国: 3; 麦克风: 44, 温泉: 680)."""
+    return _freq(word) < 5
+
+
+def _freq(word: str) -> int:
+    """Frequency of ``word`` in jieba's dictionary (0 when absent)."""
+    import jieba
+
+    _jieba()  # the dictionary is loaded lazily
+    return int(jieba.dt.FREQ.get(word, 0) or 0)
 
 
 def _given_after(text: str, at: int) -> tuple[int, int] | None:
@@ -132,9 +174,9 @@ def _given_after(text: str, at: int) -> tuple[int, int] | None:
         if not c or not _CJK.match(c) or c in stop:
             break
         end += 1
-    if end == at + sur or text[at:end] in _ZH_STOP:
-        return None
-    return at, end
+    while end > at + sur and not _zh_name_ok(text[at:end]):
+        end -= 1  # 许文博会 -> 许文博; 王老 -> nothing
+    return (at, end) if end > at + sur else None
 
 
 @lru_cache(maxsize=1)
@@ -260,7 +302,7 @@ class EnglishPersonRecognizer(LocalRecognizer):  # type: ignore[misc]
                 spans.setdefault((m.start(1), m.end(3)), 0.6)
         for m in re.finditer(rf"(?<![A-Za-z])({_WORD})(?![A-Za-z])", text):
             word = m.group(1)
-            if word in first and word not in _NOT_NAME and (
+            if word in first and word not in _NOT_NAME and not self._in_proper_noun(text, *m.span()) and (
                     not self._sentence_start(text, m.start()) or _CJK.match(text[m.end():m.end() + 1])):
                 spans.setdefault(m.span(), 0.55)  # a lone first name inside a sentence
         return [RecognizerResult(ENTITY, s, e, score) for (s, e), score in spans.items() if e > s]
@@ -276,6 +318,14 @@ class EnglishPersonRecognizer(LocalRecognizer):  # type: ignore[misc]
             last_end = start + m.end()
             pos = last_end
         return start, max(pos, last_end)
+
+    @staticmethod
+    def _in_proper_noun(text: str, start: int, end: int) -> bool:
+        """Is the word next to another capitalised word (London Irish, AC Milan, Aston Martin)? Then it is part
+        of a longer proper noun; if that is a person's name, the pair rule has it."""
+        before = re.search(r"([A-Za-z]+)\W{0,2}$", text[max(0, start - 30):start])
+        after = re.match(r"\W{0,2}([A-Za-z]+)", text[end:end + 30])
+        return any(m is not None and m.group(1)[0].isupper() and m.group(1) not in _STOP for m in (before, after))
 
     @staticmethod
     def _sentence_start(text: str, at: int) -> bool:

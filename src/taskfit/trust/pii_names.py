@@ -192,6 +192,7 @@ def _jieba() -> Any:
     return jieba.posseg
 
 
+_ZH_FIRST_CHARS = _ZH_SURNAMES | {c[0] for c in _ZH_COMPOUND}
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
 
 
@@ -203,6 +204,8 @@ def _segment(text: str) -> list[tuple[str, str, int]]:
     """
     out = []
     for run in _CJK_RUN.finditer(text):
+        if _ZH_FIRST_CHARS.isdisjoint(run.group()):
+            continue  # no surname character in this clause: no name can start in it
         pos = run.start()
         for pair in _jieba().cut(run.group()):  # HMM on: it finds names missing from the dictionary
             out.append((pair.word, pair.flag, pos))

@@ -99,9 +99,6 @@ def engines() -> tuple[AnalyzerEngine, AnonymizerEngine]:
     return analyzer, AnonymizerEngine()
 
 
-    return analyzer, AnonymizerEngine()
-
-
 def _candidate_types(text: str) -> list[str]:
     """The types ``text`` can contain at all (cheap character tests that skip most recognisers)."""
     types = ["PERSON"]

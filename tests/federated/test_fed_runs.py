@@ -117,6 +117,26 @@ def test_fedprox_term_pulls_local_weights_towards_the_global_ones(tmp_path, bbc_
         clear_cache()
 
 
+def test_client_dp_spends_the_budget_over_all_rounds(tmp_path, bbc_csv, tiny_model_dir):
+    tree = fed_recipe(bbc_csv, tiny_model_dir, tmp_path, "dp", rounds=2)
+    tree["privacy"] = {"dp": {"epsilon": 4}}
+    ctx = load_context(write_spec(tmp_path / "dp", parse_recipe(tree)))
+    try:
+        state, kept, spent = ctx.global_state(), None, []
+        for server_round in (1, 2):
+            new, metrics = local_train(ctx, 2, state, epochs=1, mu=0.0, server_round=server_round, dp_state=kept)
+            kept = json.loads(json.dumps(ctx.dp_states.pop(2)))  # as Flower's node state stores it
+            spent.append(metrics["epsilon"])
+            assert any(not torch.equal(new[k], state[k]) for k in state)
+            state = new
+        # the noise is planned for both rounds: round 1 spends part of ε, round 2 reaches it without passing it
+        assert 0 < spent[0] < spent[1] <= 4.0 + 0.05
+        assert kept["accountant"]["history"][-1][2] == 8  # 2 rounds × 4 Poisson draws of 16 from 64 rows
+        assert not any(type(m).__name__ == "GradSampleModule" for m in ctx.model.modules())
+    finally:
+        clear_cache()
+
+
 def test_bad_inputs_fail_before_any_flower_process(tmp_path, bbc_csv, minilm_dir):
     tree = fed_recipe(bbc_csv, minilm_dir, tmp_path, "bad", partition="column", partition_column="branch")
     with pytest.raises(IncompatibleError, match=r"federated.partition_column: column 'branch' not found in .*"
@@ -126,10 +146,9 @@ def test_bad_inputs_fail_before_any_flower_process(tmp_path, bbc_csv, minilm_dir
     tree["data"]["limit"] = 30
     with pytest.raises(DataError, match=r"federated.clients is 30 but the training split has only 2\d row"):
         run_federated(parse_recipe(tree))
-    tree = fed_recipe(bbc_csv, minilm_dir, tmp_path, "bad")
+    tree = fed_recipe(bbc_csv, minilm_dir, tmp_path, "bad", strategy="fedprox")
     tree["privacy"] = {"dp": {"epsilon": 8}}
-    with pytest.raises(IncompatibleError, match=r"privacy\.dp: differential privacy on federated clients is not "
-                       "wired yet"):
+    with pytest.raises(IncompatibleError, match=r"federated\.strategy: fedprox cannot be combined with privacy\.dp"):
         run_federated(parse_recipe(tree))
     assert not (tmp_path / "bad").exists()  # failed checks leave no half run directory
 

@@ -56,6 +56,7 @@ def federated_section(summary: Mapping[str, Any]) -> tuple[str, str]:
     rounds = summary["per_round"]
     img = base64.b64encode(plot_rounds(rounds)).decode("ascii")
     keys = ["round", "clients_sampled", "clients_ok", "clients_failed", "train_loss", "valid_loss",
+            *(["epsilon_max"] if summary.get("dp") else []),
             *sorted({k for r in rounds for k in r if k.startswith("valid_") and k != "valid_loss"}),
             "bytes_down", "bytes_up", "seconds"]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
@@ -70,6 +71,9 @@ def federated_section(summary: Mapping[str, Any]) -> tuple[str, str]:
         f"Each round exchanges {summary['bytes_per_client']:,} bytes per client and direction "
         f"({summary['exchange_share']:.2%} of the {summary['full_model_bytes']:,} bytes of the full model).</p>",
         f"<p>Training rows per client: {html.escape(shares)}.</p>",
+        *([f"<p>Client differential privacy (DP-SGD on each client): ε target {summary['dp']['epsilon_target']:g}, "
+           f"largest ε spent by a client {_cell(summary['dp']['epsilon_spent_max'])} "
+           f"({html.escape(summary['dp']['accountant'])} accountant).</p>"] if summary.get("dp") else []),
         f'<img alt="federated rounds" src="data:image/png;base64,{img}">',
         f"<table><tr>{head}</tr>{body}</table>",
         "<h3>Client failures</h3>", fail_html,

@@ -53,10 +53,15 @@ class FederatedSummary:
 def recipe_problems(recipe: Recipe) -> list[str]:
     """What cannot work in a federated run of this recipe, one dotted-path line each (no data read)."""
     problems: list[str] = []
+    fed = recipe.federated or FederatedConfig()
     if recipe.privacy.dp is not None:
-        problems.append("privacy.dp: differential privacy on federated clients is not wired yet (each client would "
-                        "need its own DP-SGD accountant across rounds); remove privacy.dp for `taskfit federate`, "
-                        "or train centrally with `taskfit train`.")
+        from taskfit.trust import dp
+
+        problems += dp.recipe_problems(recipe)
+        if fed.strategy == "fedprox":
+            problems.append("federated.strategy: fedprox cannot be combined with privacy.dp (DP-SGD noises and "
+                            "clips per-example gradients of the task loss only, so the proximal term would be "
+                            "silently dropped); use strategy: fedavg with privacy.dp.")
     if recipe.adversarial is not None:
         problems.append("adversarial: adversarial training is not available in federated local training; remove "
                         "the adversarial block for `taskfit federate`.")
@@ -64,7 +69,6 @@ def recipe_problems(recipe: Recipe) -> list[str]:
         TASKS.get(recipe.task.name).check_method(recipe.method.name)
     except IncompatibleError as e:
         problems.append(f"method.name: {e}")
-    fed = recipe.federated or FederatedConfig()
     if fed.partition == "column" and Path(recipe.data.train).is_file():
         try:
             columns = read_columns(Path(recipe.data.train))
@@ -246,6 +250,11 @@ def _finish(ctx: FedContext, t_start: float, t_prep: float, t_train: float) -> F
     }
     if ctx.owners is not None:
         summary["owners"] = ctx.owners
+    if recipe.privacy.dp is not None:
+        spent = [r["epsilon_max"] for r in rounds if isinstance(r.get("epsilon_max"), float)]
+        summary["dp"] = {"epsilon_target": recipe.privacy.dp.epsilon, "epsilon_spent_max": max(spent, default=None),
+                         "max_grad_norm": recipe.privacy.dp.max_grad_norm, "accountant": recipe.privacy.dp.accountant,
+                         "scope": "per client: each row of a client's data, over all rounds (DP-SGD on the client)"}
     meta = {"taskfit_version": __version__, **task.meta(), "labels": splits.labels, "precision": "fp32",
             "base_model": recipe.model.name, "method": recipe.method.model_dump(mode="json"),
             "metrics": {s: {k: m[k] for k in (*task.headline, "n") if k in m} for s, m in scores.items()},

@@ -53,6 +53,8 @@ class RoundLog:
             clients_ok=len(ok), clients_failed=len(failed), aggregated=used, client_steps=sum(steps),
             bytes_up=sum(_bytes(m) for m in ok),
             train_loss=(sum(w * x for w, x in zip(weights, losses, strict=True)) / sum(weights)) if ok else None,
+            epsilon_max=max((float(m.content["metrics"]["epsilon"]) for m in ok  # type: ignore[index,arg-type]
+                             if "epsilon" in m.content["metrics"]), default=None),  # type: ignore[operator]
             failures=[{"node": int(m.metadata.src_node_id), "reason": failure_reason(str(m.error.reason))}
                       for m in failed])
 

@@ -50,6 +50,7 @@ class FedContext:
         model: the model with the method applied (LoRA adapters, frozen backbone...).
         head_names: the head's top-level modules (own learning rate).
         faults: partition id → {"round": r, "how": "raise" | "exit"} (tests only).
+        dp_states: client → DP accountant state after its last local round (handed to Flower's node state).
     """
 
     recipe: Recipe
@@ -64,6 +65,7 @@ class FedContext:
     model: torch.nn.Module
     head_names: list[str]
     faults: dict[int, dict[str, Any]] = field(default_factory=dict)
+    dp_states: dict[int, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client_rows(self, client: int) -> Encoded:

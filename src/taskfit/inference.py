@@ -65,12 +65,24 @@ class Predictor:
         model = task.load_trained(mdir, meta).to(device).eval()
         return cls(model, processor, meta, task, device, pick_precision(precision, device))
 
+    def _masked(self, texts: list[str] | None) -> list[str] | None:
+        """Inputs with personal data replaced by the placeholders the model was trained on (runs trained with
+        data.pii_mask); other models get the inputs unchanged."""
+        # NER answers with character offsets into the input, which masking would shift: its inputs stay as given.
+        if not texts or not self.meta.get("pii_mask") or not self.task.text_input or self.task.name == "ner":
+            return texts
+        from taskfit.trust.pii import Masker
+
+        masker = Masker()
+        return [masker.mask(t)[0] for t in texts]
+
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
         """Label probabilities, shape [N, C], in ``self.labels`` order: softmax for single-label tasks (text,
         images), independent sigmoids for multi_label. Other tasks raise IncompatibleError."""
         if not texts:
             self.task.probabilities([np.zeros(len(self.labels), dtype=np.float32)])  # same error for every input
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        texts, pairs = self._masked(texts) or [], self._masked(pairs)
         enc = self.task.encode(self.task.input_frame(texts, pairs), self.processor, self.labels)
         return self.task.probabilities(self.task.run_outputs(self.model, enc, self.device, self.dtype))
 
@@ -78,8 +90,8 @@ class Predictor:
         """One JSON-able dict per input (a label with scores, entities, answers, generated text...)."""
         if top_k < 1:
             raise DataError(f"top_k must be at least 1, got {top_k}.")
-        return self.task.predict(self.model, self.processor, inputs, self.labels, self.device, self.dtype,
-                                 top_k=top_k, pairs=pairs)
+        return self.task.predict(self.model, self.processor, self._masked(inputs) or [], self.labels, self.device,
+                                 self.dtype, top_k=top_k, pairs=self._masked(pairs))
 
     def evaluate_file(self, path: str | Path) -> dict[str, Any]:
         """Score a labelled file with the task's own reader and checks (unknown labels name their rows)."""

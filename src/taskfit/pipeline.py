@@ -206,6 +206,7 @@ def train_recipe(
     meta = {
         "taskfit_version": __version__, **task.meta(), "labels": splits.labels, "precision": result.precision,
         "base_model": recipe.model.name, "method": recipe.method.model_dump(mode="json"),
+        "pii_mask": recipe.data.pii_mask,  # inputs are masked at prediction too, as in training
         "metrics": {s: _headline(task, m) for s, m in scores.items()},
         "data": {s: {"file": str(getattr(recipe.data, s) or recipe.data.train),
                      "sha256": file_sha256(Path(getattr(recipe.data, s) or recipe.data.train)),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -110,3 +111,13 @@ def test_training_run_masks_before_anything_is_written(tmp_path: Path, bbc_csv: 
         if f.is_file() and f.suffix in (".json", ".html", ".md", ".jsonl", ".yaml", ".txt"):
             text = f.read_text(encoding="utf-8", errors="ignore")
             assert not any(v in text for v in RAW), f
+
+    # The model learnt <EMAIL>-style placeholders: at prediction its inputs are masked the same way, so a raw
+    # address and its placeholder give the same probabilities.
+    from taskfit.inference import Predictor
+
+    pred = Predictor.load(summary.run_dir)
+    assert pred.meta["pii_mask"] is True
+    raw = pred.predict_proba([f"Write to {EMAIL} about the match."])
+    placeholder = pred.predict_proba(["Write to <EMAIL> about the match."])
+    assert np.allclose(raw, placeholder)

@@ -197,19 +197,19 @@ class _Auditor:
     def robustness(self) -> Finding:
         adv = self.results.get("adversarial")
         path = self.run_dir / "robustness.json"
-        from taskfit.trust import attacks
+        from taskfit.trust import robustness
 
         if path.is_file():
             result = _read_json(path)
         else:
-            problem = attacks.unsupported_reason(self.task)
+            problem = robustness.unsupported_reason(self.task)
             if problem:
                 return Finding("robustness", "not assessed", problem, {"adversarial_training": adv})
             self.note(self.t["running_attacks"])
             p = self.predictor
-            result = attacks.run_attacks(p.task, p.model, p.processor, p.labels, p.device, self.frame(),
-                                         names=self.opts.attacks, rows=self.opts.rows, budget=self.opts.budget,
-                                         seed=self.opts.seed)
+            result = robustness.run_attacks(p.task, p.model, p.processor, p.labels, p.device, self.frame(),
+                                            names=self.opts.attacks, rows=self.opts.rows, budget=self.opts.budget,
+                                            seed=self.opts.seed, dtype=p.dtype)
         worst = min(result["attacks"], key=lambda a: a["accuracy_under_attack"]) if result.get("attacks") else None
         data = {"attacks": result, "adversarial_training": adv}
         if worst is None:
@@ -218,7 +218,7 @@ class _Auditor:
         status: Status = "warn" if drop > 0.10 else "pass"
         verdict = self.t["robust"].format(worst["name"], worst["accuracy_under_attack"], result["clean_accuracy"],
                                           worst["success_rate"])
-        html = attacks.robustness_section(result)[1]
+        html = robustness.robustness_section(result)[1]
         if adv:
             html += f"<p>{esc(self.t['adv_trained'].format(adv.get('method'), adv.get('epsilon')))}</p>"
         return Finding("robustness", status, verdict, data, html)

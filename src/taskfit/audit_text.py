@@ -110,14 +110,14 @@ def model_card_markdown(meta: Mapping[str, Any], results: Mapping[str, Any], fin
              f"## {t['card_intended']}", "", use, "", f"## {t['card_limits']}", "", t["card_limits_text"], "",
              f"## {t['card_metrics']}", "", *_metric_table(meta.get("metrics") or {}), ""]
     fair = by_key.get("fairness")
-    groups = (fair.data.get("groups") if fair is not None else None) or {}
+    groups: list[dict[str, Any]] = (fair.data.get("groups") if fair is not None else None) or []
     if groups:
-        keys = [k for k in ("n", "accuracy", "macro_f1", "selection_rate", "mae") if any(k in g for g in
-                                                                                           groups.values())]
+        keys = [k for k in ("n", "accuracy", "macro_f1", "selection_rate", "mae", "rmse") if any(k in g for g in
+                                                                                                  groups)]
         lines += [f"## {t['card_groups']}", "", "| group | " + " | ".join(keys) + " |",
                   "|---|" + "---|" * len(keys)]
-        for name, g in groups.items():
-            lines.append(f"| {name} | " + " | ".join(
+        for g in groups:
+            lines.append(f"| {g.get('group')} | " + " | ".join(
                 f"{g[k]:.4f}" if isinstance(g.get(k), float) else str(g.get(k, "")) for k in keys) + " |")
         lines.append("")
     dp = results.get("privacy")

@@ -28,7 +28,7 @@ def _results(run_dir: Path) -> dict[str, Any]:
 
 
 def test_lora_dp_run_on_bbc_with_minilm_reports_its_budget(tmp_path: Path, bbc_csv: Path, minilm_dir: Path) -> None:
-    tree = tiny_recipe(bbc_csv, minilm_dir, tmp_path, max_steps=3, batch_size=16, lr=1e-3)
+    tree = tiny_recipe(bbc_csv, minilm_dir, tmp_path, max_steps=3, batch_size=16, lr=1e-3, threads=1)
     tree["method"] = {"name": "lora"}
     tree["privacy"] = {"dp": {"epsilon": 8.0}}  # prv accountant, δ = 1 / (10 × rows) by default
     run = train_recipe(parse_recipe(tree))

@@ -6,7 +6,7 @@ the same held-out rows with the English attack suite (typo, word_swap, word_dele
 and tries), as ``taskfit attack RUN --compare OTHER`` does. Prints a table and writes
 ``benchmarks/results/robustness.json``. CPU-sized: about 5 minutes on 2 busy shared cores.
 
-    python benchmarks/robustness.py                       # 300 train rows, 60 test rows, 24 steps, FGM ε=1
+    python benchmarks/robustness.py                       # 300 train rows, 60 test rows, 24 steps, FGM ε=0.3
     python benchmarks/robustness.py --epsilon 2 --pgd     # also a PGD run (3 steps)
 """
 
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr", type=float, default=2e-3)
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument("--epsilon", type=float, default=0.3)
     ap.add_argument("--pgd", action="store_true", help="also train with PGD (3 steps) at the same epsilon")
     ap.add_argument("--budget", type=float, default=0.15)
     ap.add_argument("--tries", type=int, default=3)

@@ -25,7 +25,14 @@ from taskfit.trust.attacks import (
     text_language,
     word_spans,
 )
-from taskfit.trust.robustness import attack_texts, check_attacks, highlight_diff, robustness_section, run_attacks
+from taskfit.trust.robustness import (
+    attack_texts,
+    check_attacks,
+    excerpt,
+    highlight_diff,
+    robustness_section,
+    run_attacks,
+)
 from taskfit.trust.zh_confusables import SHAPE_GROUPS, homophone_map, shape_map, shape_pairs, width_swap
 
 EN = ("Shares in the bank fell sharply on Monday after the lender warned that profits would slump this year, "
@@ -134,6 +141,9 @@ def test_highlight_escapes_and_marks_the_edit() -> None:
     before, after = highlight_diff("<b>tom</b> said hi", "<b>tom</b> said ho")
     assert "&lt;b&gt;" in before and "<b>" not in after
     assert after.endswith("<mark>o</mark>") and before.endswith("<mark>i</mark>")
+    long = "x" * 200 + "hello" + "y" * 200  # examples quote only the edit and 60 characters either side
+    before_s, after_s = excerpt(long, long.replace("hello", "hallo"))
+    assert before_s == "…" + long[141:262] + "…" and after_s == before_s.replace("hello", "hallo")
 
 
 @pytest.fixture(scope="module")

@@ -187,8 +187,9 @@ class _Search:
                 break
         n, right = max(1, len(self.texts)), len(self.correct)
         sizes = [perturbation_size(self.texts[i], new) for i, (new, _) in flips.items()]
-        shown = [{"original": self.texts[i], "perturbed": new, "label": self.labels[int(self.gold[i])],
-                  "prediction": self.labels[p]} for i, (new, p) in list(flips.items())[:examples]]
+        shown = [dict(zip(("original", "perturbed"), excerpt(self.texts[i], new), strict=True),
+                      label=self.labels[int(self.gold[i])], prediction=self.labels[p])
+                 for i, (new, p) in list(flips.items())[:examples]]
         return {"name": name, "clean_accuracy": right / n, "accuracy_under_attack": (right - len(flips)) / n,
                 "success_rate": len(flips) / right if right else 0.0, "attacked_rows": right,
                 "changed_rows": len(changed), "successes": len(flips),
@@ -197,6 +198,21 @@ class _Search:
 
 
 # ---- report ------------------------------------------------------------------------------------------
+def excerpt(original: str, perturbed: str, context: int = 60) -> tuple[str, str]:
+    """The parts of both texts around the edits (``context`` characters either side, … where cut): examples
+    in robustness.json and the report quote no more of a test row than that."""
+    edits = [op for op in SequenceMatcher(None, original, perturbed, autojunk=False).get_opcodes()
+             if op[0] != "equal"]
+    if not edits:
+        return original[: 2 * context], perturbed[: 2 * context]
+
+    def cut(text: str, lo: int, hi: int) -> str:
+        lo, hi = max(0, lo - context), min(len(text), hi + context)
+        return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+
+    return cut(original, edits[0][1], edits[-1][2]), cut(perturbed, edits[0][3], edits[-1][4])
+
+
 def highlight_diff(original: str, perturbed: str, context: int = 60) -> tuple[Markup, Markup]:
     """Both texts as escaped HTML with the edited characters in ``<mark>``, cut to ``context`` characters
     around the edits (long texts are shortened with …)."""

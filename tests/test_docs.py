@@ -19,8 +19,8 @@ def test_recipe_reference_is_up_to_date():
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     # commands in code blocks (line starts) and in inline code
-    used = set(re.findall(r"(?m)^\s*(?:\.venv/bin/)?taskfit ([a-z]+)", readme))
-    used |= set(re.findall(r"`(?:\.venv/bin/)?taskfit ([a-z]+)", readme))
+    used = set(re.findall(r"(?m)^\s*(?:\.venv/bin/)?taskfit ([a-z][a-z-]*[a-z])", readme))
+    used |= set(re.findall(r"`(?:\.venv/bin/)?taskfit ([a-z][a-z-]*[a-z])", readme))
     assert {"train", "predict", "eval", "validate"} <= used
     known = {c.name or c.callback.__name__ for c in app.registered_commands}
     assert used <= known, f"README mentions unknown commands: {used - known}"
@@ -42,7 +42,7 @@ def test_dataset_names_in_docs_and_examples_exist():
         text = f.read_text(encoding="utf-8")
         named |= set(re.findall(r"taskfit demo[^\n`]*--dataset ([a-z0-9_]+)", text))
         named |= set(re.findall(r"taskfit dataset ([a-z0-9_]+)", text))
-        cmds = set(re.findall(r"(?m)(?:^\s*(?:#\s*)?|`|：\s*)(?:\.venv/bin/)?taskfit ([a-z]+)\b", text))
+        cmds = set(re.findall(r"(?m)(?:^\s*(?:#\s*)?|`|：\s*)(?:\.venv/bin/)?taskfit ([a-z][a-z-]*[a-z])\b", text))
         assert cmds <= known_cmds, f"{f.name} mentions unknown commands: {cmds - known_cmds}"
     assert named, "the docs show no dataset commands"
     assert named <= set(DATASETS.names()), f"unknown datasets in docs: {named - set(DATASETS.names())}"

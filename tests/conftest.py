@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,14 @@ def tiny_recipe(train: Path, model_dir: Path, out: Path, **train_overrides: obje
     cfg.update(train_overrides)
     return {"data": {"train": str(train), "max_length": 64}, "model": {"name": str(model_dir)},
             "method": {"name": "full"}, "train": cfg, "output": {"dir": str(out), "name": "run"}}
+
+
+def run_taskfit(args: list[str], ok: bool = True, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    """Run the ``taskfit`` CLI in a fresh process, offline, with a wide terminal (tables unwrapped); with ``ok``
+    assert it succeeded, showing the end of its output when it did not."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", **env}
+    res = subprocess.run([sys.executable, "-m", "taskfit", *args], capture_output=True, text=True, env=full_env,
+                         timeout=timeout)
+    if ok:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from conftest import run_taskfit
 from taskfit.audit_text import MESSAGES
 
 PLANTED_EMAIL = "jane.doe.audit@example.com"
@@ -33,17 +31,8 @@ def audited_run(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, bbc_
               "train": {"max_steps": 12, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
               "output": {"dir": str(tmp / "runs"), "name": "run"}}
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    _taskfit(["train", str(tmp / "recipe.yaml")])
+    run_taskfit(["train", str(tmp / "recipe.yaml")])
     return tmp / "runs" / "run"
-
-
-def _taskfit(args: list[str], ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    res = subprocess.run([sys.executable, "-m", "taskfit", *args], capture_output=True, text=True, env=env,
-                         timeout=900)
-    if ok:
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
 
 
 def test_both_languages_have_every_message() -> None:
@@ -52,7 +41,7 @@ def test_both_languages_have_every_message() -> None:
 
 @pytest.mark.slow
 def test_audit_writes_one_report_with_a_verdict_per_section(audited_run: Path) -> None:
-    res = _taskfit(["audit", str(audited_run), "--rows", "24", "--explain", "2", "--attacks", "typo,word_delete"])
+    res = run_taskfit(["audit", str(audited_run), "--rows", "24", "--explain", "2", "--attacks", "typo,word_delete"])
     doc = json.loads((audited_run / "audit.json").read_text())
     s = doc["sections"]
     assert set(s) == {"provenance", "pii", "privacy", "robustness", "fairness", "explanations"}
@@ -87,7 +76,7 @@ def test_audit_writes_one_report_with_a_verdict_per_section(audited_run: Path) -
 
 @pytest.mark.slow
 def test_audit_in_chinese(audited_run: Path) -> None:
-    _taskfit(["audit", str(audited_run), "--lang", "zh", "--skip", "robustness,explanations,pii"])
+    run_taskfit(["audit", str(audited_run), "--lang", "zh", "--skip", "robustness,explanations,pii"])
     doc = json.loads((audited_run / "audit.json").read_text())
     assert doc["language"] == "zh"
     assert doc["sections"]["robustness"]["status"] == "not assessed"
@@ -97,17 +86,17 @@ def test_audit_in_chinese(audited_run: Path) -> None:
 
 
 def test_audit_bad_input_is_named(tmp_path: Path) -> None:
-    res = _taskfit(["audit", str(tmp_path)], ok=False)
+    res = run_taskfit(["audit", str(tmp_path)], ok=False)
     assert res.returncode == 2 and "not a taskfit run or model directory" in res.stderr
 
 
 @pytest.mark.slow
 def test_audit_bad_options_fail_before_measuring(audited_run: Path, tmp_path: Path) -> None:
-    res = _taskfit(["audit", str(audited_run), "--lang", "fr"], ok=False)
+    res = run_taskfit(["audit", str(audited_run), "--lang", "fr"], ok=False)
     assert res.returncode == 2 and "--lang must be 'en' or 'zh', got 'fr'" in res.stderr
-    res = _taskfit(["audit", str(audited_run), "--skip", "fairnes"], ok=False)
+    res = run_taskfit(["audit", str(audited_run), "--skip", "fairnes"], ok=False)
     assert res.returncode == 2 and "fairnes" in res.stderr and "fairness" in res.stderr
     bad = tmp_path / "rows.csv"
     pd.DataFrame({"text": ["a"], "label": ["sports"]}).to_csv(bad, index=False)
-    res = _taskfit(["audit", str(audited_run), "--data", str(bad), "--group-column", "gender"], ok=False)
+    res = run_taskfit(["audit", str(audited_run), "--data", str(bad), "--group-column", "gender"], ok=False)
     assert res.returncode == 2 and "'gender'" in res.stderr and "text" in res.stderr

@@ -25,7 +25,7 @@ from taskfit.config import FairnessConfig, Recipe, load_recipe
 from taskfit.errors import ConfigError, DataError, TaskfitError
 from taskfit.evaluate.html import cards, esc, html_table, write_page
 from taskfit.evaluate.report import report_to_json_safe
-from taskfit.inference import Predictor, model_dir_of
+from taskfit.inference import Predictor, held_out_rows, model_dir_of
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 Status = Literal["pass", "warn", "not assessed"]
@@ -101,33 +101,12 @@ class _Auditor:
         if self._frame is not None:
             return self._frame
         group = self.group_column()
-        if self.opts.data is not None:
-            from taskfit.config import DataConfig
-
-            cfg = DataConfig(train=self.opts.data, text=self.meta.get("text", "text"),
-                             text_pair=self.meta.get("text_pair"), label=self.meta.get("label", "label"),
-                             max_length=int(self.meta.get("max_length", 128)),
-                             keep_columns=[group] if group else [])
-            problems = self.task.input_problems(cfg)
-            if problems:
-                raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=self.opts.data)
-            self._frame = self.task.read_eval_file(cfg, self.predictor.labels)
-            if group and group not in self._frame.columns:
-                raise DataError(f"Group column {group!r} not found; available columns: "
-                                f"{', '.join(map(str, self._frame.columns))}.", source=self.opts.data, column=group)
-        else:
-            if self.recipe is None:
-                raise ConfigError(f"{str(self.run_dir)!r} has no recipe.yaml, so its test rows are unknown; "
-                                  "give labelled rows with --data FILE.")
-            data = self.recipe.data.model_copy(deep=True)
-            if group and group not in data.keep_columns:
-                data.keep_columns = [*data.keep_columns, group]
-            splits = self.task.load_splits(data)
-            if self.recipe.data.pii_mask:  # the model never saw raw personal data; measure on what it saw
-                from taskfit.trust import mask_pii
-
-                mask_pii(self.recipe, self.task, splits)
-            self._frame = splits.frames.get("test", splits.frames["valid"])
+        frame, _ = held_out_rows(self.run_dir, self.task, self.meta, self.opts.data, [group] if group else None)
+        if group and group not in frame.columns:
+            raise DataError(f"Group column {group!r} not found; available columns: "
+                            f"{', '.join(c for c in map(str, frame.columns) if not c.startswith('_'))}.",
+                            source=self.opts.data, column=group)
+        self._frame = frame
         return self._frame
 
     # ---- sections -----------------------------------------------------------------------------

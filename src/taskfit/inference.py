@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from taskfit.config import DataConfig
-from taskfit.errors import DataError, NotFittedError
+from taskfit.errors import ConfigError, DataError, NotFittedError
 from taskfit.models.exported import load_exported
 from taskfit.tasks import TASKS, Task
 from taskfit.train.loop import pick_device, pick_precision
@@ -95,12 +96,46 @@ class Predictor:
 
     def evaluate_file(self, path: str | Path) -> dict[str, Any]:
         """Score a labelled file with the task's own reader and checks (unknown labels name their rows)."""
-        cfg = DataConfig(train=Path(path), text=self.meta.get("text", "text"), text_pair=self.meta.get("text_pair"),
-                         label=self.meta.get("label", "label"), valid_fraction=0.1,
-                         max_length=int(self.meta.get("max_length", 128)))
-        problems = self.task.input_problems(cfg)
-        if problems:
-            raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=path)
-        frame = self.task.read_eval_file(cfg, self.labels)
+        frame = read_labelled_file(self.task, self.meta, path)
         enc = self.task.encode(frame, self.processor, self.labels)
         return self.task.evaluate(self.model, enc, self.labels, self.device, self.dtype)
+
+
+def read_labelled_file(task: Task, meta: dict[str, Any], path: str | Path,
+                       keep_columns: list[str] | None = None) -> pd.DataFrame:
+    """Labelled rows of a file, read with the model's own column names, checks and labels (an unknown label
+    or a missing column is named with its file and rows); ``keep_columns`` are carried along when present."""
+    cfg = DataConfig(train=Path(path), text=meta.get("text", "text"), text_pair=meta.get("text_pair"),
+                     label=meta.get("label", "label"), valid_fraction=0.1,
+                     max_length=int(meta.get("max_length", 128)), keep_columns=keep_columns or [])
+    problems = task.input_problems(cfg)
+    if problems:
+        raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=path)
+    return task.read_eval_file(cfg, list(meta.get("labels") or []))
+
+
+def held_out_rows(run_dir: str | Path, task: Task, meta: dict[str, Any], data: str | Path | None = None,
+                  keep_columns: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """The labelled rows a finished run is measured on after training (attacks, audit, compression) and where
+    they come from: ``data`` if given, else the run's own test split (validation when the recipe held out no
+    test rows), rebuilt from ``RUN_DIR/recipe.yaml`` by the same deterministic split, and PII-masked when the
+    run was trained on masked text."""
+    from taskfit.config import load_recipe
+    from taskfit.trust import mask_pii
+
+    if data is not None:
+        return read_labelled_file(task, meta, data, keep_columns), str(data)
+    run_dir = Path(run_dir)
+    recipe_path = next((d / "recipe.yaml" for d in (run_dir, run_dir.parent) if (d / "recipe.yaml").is_file()), None)
+    if recipe_path is None:
+        raise ConfigError(f"{str(run_dir)!r} has no recipe.yaml to find the run's test rows in; give labelled rows "
+                          "with --data FILE (same columns as training).")
+    recipe = load_recipe(recipe_path)
+    missing = [c for c in keep_columns or [] if c not in recipe.data.keep_columns]
+    if missing:
+        recipe.data.keep_columns = [*recipe.data.keep_columns, *missing]
+    run_task = TASKS.get(recipe.task.name).from_config(recipe.task, recipe.data)
+    splits = run_task.load_splits(recipe.data)
+    mask_pii(recipe, run_task, splits)  # the model was trained and tested on masked text
+    split = "test" if "test" in splits.frames else "valid"
+    return splits.frames[split], f"{split} split of {recipe_path}"

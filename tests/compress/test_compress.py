@@ -4,15 +4,13 @@ after, loadable by path with the same predictions as the source within stated to
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from conftest import run_taskfit
 from taskfit.errors import ConfigError, IncompatibleError
 
 # Probability tolerances against the fp32 PyTorch model: graph optimisation only reorders float maths;
@@ -27,17 +25,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, bbc_csv:
               "train": {"max_steps": 20, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
               "output": {"dir": str(tmp / "runs"), "name": "src"}}
     (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    _taskfit(["train", str(tmp / "recipe.yaml")])
+    run_taskfit(["train", str(tmp / "recipe.yaml")])
     return tmp / "runs" / "src"
-
-
-def _taskfit(args: list[str], ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    res = subprocess.run([sys.executable, "-m", "taskfit", *args], capture_output=True, text=True, env=env,
-                         timeout=900)
-    if ok:
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
 
 
 @pytest.mark.slow
@@ -82,12 +71,12 @@ def _rows(run: Path) -> list[dict]:
 @pytest.mark.slow
 def test_cli_compress_then_predict_by_path(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
-    res = _taskfit(["compress", str(trained), "--method", "onnx-int8", "--out", str(out), "--rows", "16"])
+    res = run_taskfit(["compress", str(trained), "--method", "onnx-int8", "--out", str(out), "--rows", "16"])
     assert "before / after" in res.stdout and "throughput, batch 32" in res.stdout
-    pred = _taskfit(["predict", str(out), "Manchester United won the cup final at Wembley."])
+    pred = run_taskfit(["predict", str(out), "Manchester United won the cup final at Wembley."])
     line = json.loads(pred.stdout.strip().splitlines()[0])
     assert line["label"] in json.loads((trained / "model" / "taskfit.json").read_text())["labels"]
-    again = _taskfit(["compress", str(trained), "--method", "onnx-int8", "--out", str(out)], ok=False)
+    again = run_taskfit(["compress", str(trained), "--method", "onnx-int8", "--out", str(out)], ok=False)
     assert again.returncode == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
 
 
@@ -101,5 +90,5 @@ def test_bad_requests_are_named(tmp_path: Path) -> None:
     with pytest.raises(IncompatibleError, match="supports the tasks text_classification, multi_label, regression; "
                        "this run is 'ner'"):
         check_task("ner", "onnx")
-    res = _taskfit(["compress", str(tmp_path), "--method", "onnx"], ok=False)
+    res = run_taskfit(["compress", str(tmp_path), "--method", "onnx"], ok=False)
     assert res.returncode == 2 and "not a taskfit run or model directory" in res.stderr

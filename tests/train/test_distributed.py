@@ -8,9 +8,6 @@ float summation order). Only rank 0 writes the run directory.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_recipe
+from conftest import run_taskfit, tiny_recipe
 from taskfit.train.distributed import DistInfo, shard
 
 
@@ -65,21 +62,13 @@ def no_dropout_model(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: P
     return out
 
 
-def _taskfit(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "taskfit", *args], capture_output=True, text=True, env=env,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return res
-
-
 def _train(tmp: Path, model: Path, data: Path, name: str, nproc: int, strategy: str = "ddp") -> dict:
     recipe = tiny_recipe(data, model, tmp / "runs", lr=3e-3, batch_size=16, max_steps=8, precision="fp32",
                          threads=1, checkpoint_every=4, keep_checkpoints=2, strategy=strategy)
     recipe["output"]["name"] = name
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    res = _taskfit(["train", str(path), "--nproc", str(nproc)])
+    res = run_taskfit(["train", str(path), "--nproc", str(nproc)], OMP_NUM_THREADS="1")
     return {"out": res.stdout, "dir": tmp / "runs" / name,
             "results": json.loads((tmp / "runs" / name / "results.json").read_text())}
 
@@ -133,7 +122,7 @@ def test_a_two_process_run_resumes_on_one_process(runs: dict[str, dict], tmp_pat
     recipe = yaml.safe_load((resumed / "recipe.yaml").read_text())
     recipe["output"]["dir"] = str(resumed.parent)
     (resumed / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    _taskfit(["train", "--resume", str(resumed), "--nproc", "1"])
+    run_taskfit(["train", "--resume", str(resumed), "--nproc", "1"], OMP_NUM_THREADS="1")
     results = json.loads((resumed / "results.json").read_text())
     assert results["timing"]["processes"] == 1 and results["timing"]["steps"] == 8
     a = torch.load(two / "checkpoints" / "step-00000008.pt", weights_only=False)

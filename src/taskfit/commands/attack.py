@@ -10,39 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import typer
 
 from taskfit.commands.common import console, fail, offline_defaults
-from taskfit.errors import ConfigError, DataError, TaskfitError
-
-
-def held_out_rows(run_dir: Path, predictor: Any, data: Path | None) -> tuple[pd.DataFrame, str]:
-    """The labelled rows to attack and where they come from: ``data``, else the run's own test split (its
-    validation split when the recipe held out no test rows), rebuilt from ``RUN_DIR/recipe.yaml``."""
-    from taskfit.config import DataConfig, load_recipe
-
-    task, meta = predictor.task, predictor.meta
-    if data is not None:
-        cfg = DataConfig(train=data, text=meta.get("text", "text"), text_pair=meta.get("text_pair"),
-                         label=meta.get("label", "label"), max_length=int(meta.get("max_length", 128)))
-        problems = task.input_problems(cfg)
-        if problems:
-            raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=data)
-        return task.read_eval_file(cfg, predictor.labels), str(data)
-    recipe_path = next((p / "recipe.yaml" for p in (run_dir, run_dir.parent) if (p / "recipe.yaml").is_file()), None)
-    if recipe_path is None:
-        raise ConfigError(f"{str(run_dir)!r} has no recipe.yaml to find the run's test rows in; give the rows to "
-                          "attack with --data FILE (same columns as training).")
-    recipe = load_recipe(recipe_path)
-    from taskfit.pipeline import make_task
-    from taskfit.trust import mask_pii
-
-    run_task = make_task(recipe)
-    splits = run_task.load_splits(recipe.data)
-    mask_pii(recipe, run_task, splits)  # the model was trained and tested on masked text: attack that too
-    split = "test" if "test" in splits.frames else "valid"
-    return splits.frames[split], f"{split} split of {recipe_path}"
+from taskfit.errors import ConfigError, TaskfitError
 
 
 def _label(run_dir: Path) -> str:
@@ -71,7 +42,9 @@ def attack_run(run_dir: Path, *, data: Path | None = None, names: list[str] | No
     if other is not None and other.labels != predictor.labels:
         raise ConfigError(f"--compare {str(compare)!r} has labels {other.labels}, but {str(run_dir)!r} has "
                           f"{predictor.labels}; compare runs trained on the same labels.")
-    frame, source = held_out_rows(Path(run_dir), predictor, data)
+    from taskfit.inference import held_out_rows
+
+    frame, source = held_out_rows(Path(run_dir), predictor.task, predictor.meta, data)
 
     def attack(p: Any, where: Path) -> dict[str, Any]:
         res = run_attacks(p.task, p.model, p.processor, p.labels, p.device, frame, names=names, rows=rows,

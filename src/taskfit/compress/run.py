@@ -22,10 +22,9 @@ from typing import Any
 import pandas as pd
 
 from taskfit.compress.methods import COMPRESSORS, check_task
-from taskfit.config import load_recipe
-from taskfit.errors import ConfigError, DataError, TaskfitError
+from taskfit.errors import ConfigError, TaskfitError
 from taskfit.evaluate.html import cards, esc, html_table, img_tag, write_page
-from taskfit.inference import model_dir_of
+from taskfit.inference import held_out_rows, model_dir_of
 from taskfit.tasks import TASKS
 from taskfit.train.loop import LOWER_IS_BETTER
 from taskfit.utils.io import atomic_write_json
@@ -47,22 +46,7 @@ class CompressResult:
 
 def _eval_rows(run_dir: Path, meta: dict[str, Any], data: Path | None, rows: int | None) -> pd.DataFrame:
     """The labelled rows both models are scored on: --data, else the run's test split (valid without one)."""
-    task = TASKS.get(meta["task"]).from_meta(meta)
-    if data is not None:
-        from taskfit.config import DataConfig
-
-        cfg = DataConfig(train=data, text=meta.get("text", "text"), text_pair=meta.get("text_pair"),
-                         label=meta.get("label", "label"), max_length=int(meta.get("max_length", 128)))
-        problems = task.input_problems(cfg)
-        if problems:
-            raise DataError(" ".join(p.removeprefix("data.train: ") for p in problems), source=data)
-        frame = task.read_eval_file(cfg, list(meta.get("labels") or []))
-    else:
-        if not (run_dir / "recipe.yaml").is_file():
-            raise ConfigError(f"{str(run_dir)!r} has no recipe.yaml, so its test rows are unknown; give labelled "
-                              "rows with --data FILE.")
-        splits = task.load_splits(load_recipe(run_dir / "recipe.yaml").data)
-        frame = splits.frames.get("test", splits.frames["valid"])
+    frame, _ = held_out_rows(run_dir, TASKS.get(meta["task"]).from_meta(meta), meta, data)
     return frame.head(rows) if rows else frame
 
 

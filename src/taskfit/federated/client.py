@@ -104,7 +104,8 @@ def local_train(ctx: FedContext, client: int, state: dict[str, torch.Tensor], *,
         metrics: dict[str, int | float] = {"num-examples": len(rows), "train_loss": loss_sum / steps, "steps": steps,
                                            "seconds": round(time.perf_counter() - t0, 3)}
         if hook is not None:
-            summary = hook.summary()  # also takes Opacus' hooks off the shared model
+            hook.teardown()  # takes Opacus' hooks off the shared model
+            summary = hook.summary()
             metrics["epsilon"] = float(summary["epsilon_spent"])
             ctx.dp_states[client] = hook.state_dict()
         return ctx.global_state(), metrics

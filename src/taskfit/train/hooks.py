@@ -11,8 +11,10 @@ training (extra forward/backward passes on perturbed embeddings) both change the
 2. ``backward(compute_loss, loss, scale)`` for every batch instead of ``(loss * scale).backward()``;
    ``compute_loss()`` runs the forward pass again (under the same autocast) for hooks that need more passes.
 3. ``after_step(step)`` after each optimiser step.
-4. ``state_dict()`` goes into every checkpoint and ``load_state_dict`` restores it on ``--resume``;
-   ``summary()`` goes into ``TrainResult.extra[name]`` and from there into results.json and the report.
+4. ``state_dict()`` goes into every checkpoint and ``load_state_dict`` restores it on ``--resume``.
+5. ``teardown()`` once training stops (finished, stopped early or interrupted): take wrappers and module hooks
+   off the model so that scoring, saving and explanations see a plain module.
+6. ``summary()`` goes into ``TrainResult.extra[name]`` and from there into results.json and the report.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class StepHook:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def teardown(self) -> None:
         return None
 
     def summary(self) -> dict[str, Any]:

@@ -321,6 +321,9 @@ def train_loop(
             checkpoint()
         progress.stop()
         raise
+    finally:
+        for hook in hooks:
+            hook.teardown()
     progress.stop()
 
     # ---- finish: best weights back into the model ------------------------------------------

@@ -226,10 +226,11 @@ class AdversarialHook(StepHook):
             if k in state:
                 self.stats[k] = type(self.stats[k])(state[k])
 
-    def summary(self) -> dict[str, Any]:
-        # The loop asks for the summary once, after the last step: take the hooks off the model here so that
-        # later gradient passes over it (explanations, tests) are not captured.
+    def teardown(self) -> None:
+        # Later gradient passes over the model (explanations, tests) must not be perturbed.
         self.detach()
+
+    def summary(self) -> dict[str, Any]:
         n = max(1, int(self.stats["batches"]))
         out: dict[str, Any] = {"method": self.cfg.method, "epsilon": self.cfg.epsilon, "steps": self.steps,
                                "weight": self.cfg.weight, "batches": int(self.stats["batches"])}

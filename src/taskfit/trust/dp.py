@@ -302,15 +302,14 @@ class DPHook(StepHook):
         self.accountant.load_state_dict(state["accountant"])
 
     # ---- results -----------------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """The privacy guarantee of the run, for results.json["privacy"] and the report.
-
-        Also detaches Opacus' per-example-gradient hooks from the model (training is over when the loop
-        asks for the summary), so the saved and evaluated model is a plain module again.
-        """
+    def teardown(self) -> None:
+        """Detach Opacus' per-example-gradient hooks, so the saved and evaluated model is a plain module."""
         if self._gsm is not None:
             self._gsm._close()
             self._gsm = None
+
+    def summary(self) -> dict[str, Any]:
+        """The privacy guarantee of the run, for results.json["privacy"] and the report."""
         steps = self.steps
         empty = sum(self.plan.empty_skipped.values()) if self.plan else 0
         return {

@@ -137,6 +137,7 @@ def run_federated(recipe: Recipe, progress: Progress | None = None,
     make_task(recipe)  # task options fail here, before a run directory exists
     run_dir = run_dir_for(recipe, resume=False)
     run_dir.mkdir(parents=True)
+    threads = torch.get_num_threads()  # train.threads applies to this federation, not to the caller's process
     try:
         spec = write_spec(run_dir, recipe, faults)
         ctx = load_context(spec)
@@ -158,6 +159,7 @@ def run_federated(recipe: Recipe, progress: Progress | None = None,
         raise
     finally:
         clear_cache()
+        torch.set_num_threads(threads)
 
 
 def _run_rounds(ctx: FedContext, spec: Path, progress: Progress) -> None:

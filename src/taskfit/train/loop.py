@@ -148,6 +148,7 @@ def train_loop(
     dtype = pick_precision(cfg.precision, device)
     if cfg.precision == "auto" and device.type == "cpu" and not task.cpu_bf16:
         dtype = None  # the task measured bf16 autocast as slower or less accurate on CPU
+    threads_before = torch.get_num_threads()  # train.threads is this run's setting, restored at the end
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +325,7 @@ def train_loop(
     finally:
         for hook in hooks:
             hook.teardown()
+        torch.set_num_threads(threads_before)
     progress.stop()
 
     # ---- finish: best weights back into the model ------------------------------------------

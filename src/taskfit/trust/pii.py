@@ -248,21 +248,14 @@ def mask_splits(task: Task, splits: Splits) -> dict[str, Any]:
     by_split: dict[str, dict[str, int]] = {}
     rows = changed = 0
     for split, frame in splits.frames.items():
-        split_counts: Counter[str] = Counter()
-        row_hit = [False] * len(frame)
-        for col, kind in columns.items():
-            if col not in frame.columns:
-                continue
-            new, counts = mask_values(frame[col].tolist(), kind, masker)
-            frame[col] = pd.Series(new, index=frame.index, dtype=object)
-            for i, c in enumerate(counts):
-                if c:
-                    row_hit[i] = True
-                    split_counts.update(c)
-        by_split[split] = {t: split_counts[t] for t in TYPES if split_counts[t]}
-        by_type.update(split_counts)
-        rows += len(frame)
-        changed += sum(row_hit)
+        counts, out = _scan(frame, columns, keep=True, masker=masker)
+        for col in columns:
+            if out is not None and col in frame.columns:
+                frame[col] = out[col]  # in place: the split frames are the pipeline's
+        by_split[split] = counts["by_type"]
+        by_type.update(counts["by_type"])
+        rows += counts["rows"]
+        changed += counts["rows_with_pii"]
     task.texts_changed(splits)  # e.g. retrieval rebuilds its answer corpus from the masked texts
     seconds = time.perf_counter() - t0
     return {"by_type": {t: by_type[t] for t in TYPES if by_type[t]}, "by_split": by_split,
@@ -275,18 +268,20 @@ def _frame_kinds(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]
     if isinstance(columns, Mapping):
         return dict(columns)
     return {c: "texts" if any(isinstance(v, _LISTS) for v in frame[c].head(200)) else "text"
-            for c in columns}
+            for c in columns if c in frame.columns}
 
 
-def _scan(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str], keep: bool
-          ) -> tuple[dict[str, Any], pd.DataFrame | None]:
-    masker = Masker()
+def _scan(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str], keep: bool,
+          masker: Masker | None = None) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    masker = masker or Masker()
     t0 = time.perf_counter()
     out = frame.copy() if keep else None
     by_column: dict[str, dict[str, int]] = {}
     by_type: Counter[str] = Counter()
     hit = [False] * len(frame)
     for col, kind in _frame_kinds(frame, columns).items():
+        if col not in frame.columns:
+            continue
         new, per_row = mask_values(frame[col].tolist(), kind, masker)
         total: Counter[str] = Counter()
         for i, c in enumerate(per_row):

@@ -206,6 +206,9 @@ def run_processes(ctx: FedContext, spec: Path, log: Callable[[str], None] = prin
                                           encoding="utf-8")
         env = {**os.environ, "FLWR_HOME": str(home), "FLWR_TELEMETRY_ENABLED": "0", "HF_HUB_OFFLINE":
                os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+        # SuperNodes start `flwr-clientapp` by name: this interpreter's scripts must be on PATH even when the
+        # virtual environment is not activated (e.g. `.venv/bin/python -m taskfit ...`).
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         procs: list[subprocess.Popen[bytes]] = []
 
         def start(name: str, args: list[str], logname: str) -> subprocess.Popen[bytes]:

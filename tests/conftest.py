@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> object:
+    """Every test leaves torch's thread count as it found it: runs compared across processes (resume after
+    kill -9, DDP) need the same thread count on both sides, and some tests pin train.threads=1."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The packaged all-MiniLM-L6-v2 directory (real weights)."""

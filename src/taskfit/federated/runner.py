@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -137,7 +138,9 @@ def run_federated(recipe: Recipe, progress: Progress | None = None,
     make_task(recipe)  # task options fail here, before a run directory exists
     run_dir = run_dir_for(recipe, resume=False)
     run_dir.mkdir(parents=True)
-    threads = torch.get_num_threads()  # train.threads applies to this federation, not to the caller's process
+    # train.threads applies to this federation, not to the caller's process; Ray's start-up also rewrites
+    # os.environ (PYTHONPATH with its vendored packages first, RAY_* flags): both are put back afterwards.
+    threads, environ = torch.get_num_threads(), dict(os.environ)
     try:
         spec = write_spec(run_dir, recipe, faults)
         ctx = load_context(spec)
@@ -160,6 +163,8 @@ def run_federated(recipe: Recipe, progress: Progress | None = None,
     finally:
         clear_cache()
         torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def _run_rounds(ctx: FedContext, spec: Path, progress: Progress) -> None:

@@ -83,3 +83,15 @@ def run_taskfit(args: list[str], ok: bool = True, timeout: int = 900, **env: str
     if ok:
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res
+
+
+def interrupt_at(step: int) -> object:
+    """Training progress callbacks that raise KeyboardInterrupt (a simulated Ctrl-C) at optimiser step ``step``."""
+    from taskfit.train import Progress
+
+    class InterruptAt(Progress):
+        def step(self, at: int, loss: float, lr: float, samples_per_s: float) -> None:
+            if at == step:
+                raise KeyboardInterrupt
+
+    return InterruptAt()

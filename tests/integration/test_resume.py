@@ -15,10 +15,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import tiny_recipe
+from conftest import interrupt_at, tiny_recipe
 from taskfit.config import parse_recipe
 from taskfit.pipeline import train_recipe
-from taskfit.train import Progress
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -39,17 +38,6 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert [r["step"] for r in steps_a] == [r["step"] for r in steps_b]
 
 
-class _InterruptAt(Progress):
-    """Simulates Ctrl-C in the middle of training at optimiser step ``at``."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
-        if step == self.at:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_interrupt_and_resume_matches_uninterrupted(tmp_path, bbc_csv, tiny_model_dir, grad_accum):
     kw = {"epochs": 2, "grad_accum": grad_accum, "checkpoint_every": 4, "eval_every": 5}
@@ -57,7 +45,7 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, bbc_csv, tiny_mode
 
     recipe = parse_recipe(tiny_recipe(bbc_csv, tiny_model_dir, tmp_path / "b", **kw))
     with pytest.raises(KeyboardInterrupt):
-        train_recipe(recipe, progress=_InterruptAt(7))
+        train_recipe(recipe, progress=interrupt_at(7))
     run_dir = tmp_path / "b" / "run"
     assert not (run_dir / "model").exists()
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-00000004.pt"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import tiny_recipe
+from conftest import interrupt_at, tiny_recipe
 from taskfit.config import parse_recipe
-from taskfit.train import Progress, StepHook
+from taskfit.train import StepHook
 
 
 class Recording(StepHook):
@@ -46,12 +46,6 @@ class Recording(StepHook):
         return {"backward_calls": self.calls.count("backward")}
 
 
-class _StopAt(Progress):
-    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
-        if step == 2:
-            raise KeyboardInterrupt
-
-
 def _recipe(tmp: Path, data: Path, model: Path, **kw: Any) -> Any:
     return parse_recipe(tiny_recipe(data, model, tmp, max_steps=3, threads=1, **kw))
 
@@ -83,5 +77,5 @@ def test_teardown_runs_when_training_is_interrupted(tmp_path: Path, bbc_csv: Pat
     hook = Recording()
     monkeypatch.setattr(pipeline, "step_hooks", lambda recipe, task, n: [hook])
     with pytest.raises(KeyboardInterrupt):
-        pipeline.train_recipe(_recipe(tmp_path / "b", bbc_csv, tiny_model_dir), progress=_StopAt())
+        pipeline.train_recipe(_recipe(tmp_path / "b", bbc_csv, tiny_model_dir), progress=interrupt_at(2))
     assert hook.calls[-1] == "teardown" and "summary" not in hook.calls

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import tiny_recipe
+from conftest import interrupt_at, tiny_recipe
 from taskfit.config import Recipe, parse_recipe
 from taskfit.data.packaged import DATASETS, write_dataset
 from taskfit.errors import ConfigError
@@ -42,15 +42,6 @@ def test_lora_dp_run_on_bbc_with_minilm_reports_its_budget(tmp_path: Path, bbc_c
     assert (run.run_dir / "model" / "model.safetensors").is_file()  # saved as a plain merged model
 
 
-class _InterruptAt(Progress):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
-        if step == self.at:
-            raise KeyboardInterrupt
-
-
 def _train(recipe: Recipe, run_dir: Path, resume: bool = False, progress: Progress | None = None
            ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The pipeline's training part (prepare, encode, build, hooks, loop) without scoring and report."""
@@ -74,7 +65,7 @@ def test_resume_continues_the_budget_and_the_noise_exactly(tmp_path: Path, bbc_c
     recipe = parse_recipe(tree)
     weights_a, privacy_a = _train(recipe, tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
-        _train(recipe, tmp_path / "b", progress=_InterruptAt(5))
+        _train(recipe, tmp_path / "b", progress=interrupt_at(5))
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step-00000003.pt"
     weights_b, privacy_b = _train(recipe, tmp_path / "b", resume=True)
     assert privacy_a == privacy_b and privacy_a["steps"] == 6  # 3 steps charged before the checkpoint, 3 after

@@ -256,7 +256,7 @@ def run_audit(run_dir: str | Path, opts: AuditOptions | None = None,
         ConfigError / DataError: bad options or unreadable --data (before anything is measured).
     """
     opts = opts or AuditOptions()
-    run_dir = Path(model_dir_of(run_dir)).parent if (Path(run_dir) / "model").is_dir() else Path(run_dir)
+    run_dir = model_dir_of(run_dir).parent  # a run directory or its model/ directory
     unknown = opts.skip - set(SECTIONS)
     if unknown:
         raise ConfigError(f"--skip got unknown section(s) {', '.join(sorted(unknown))}; sections: "

@@ -109,10 +109,10 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     note(f"compressing with {method}: {compressor.description}")
     try:
         extra = compressor.build(src_model, tmp / "model", meta)
-    except TaskfitError:
-        raise
-    except Exception as e:  # an exporter failure is reported with the method, the rest of taskfit is fine
+    except Exception as e:  # no half-written directory is left behind; an exporter failure names the method
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, TaskfitError):
+            raise
         raise RuntimeError(f"compress --method {method} failed on {src_model}: {e}") from e
     new_meta = {**meta, **extra, "compressed_from": str(src_run), "compression_method": method}
     atomic_write_json(tmp / "model" / "taskfit.json", new_meta)
@@ -131,9 +131,8 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     doc = {"method": method, "source": str(src_run), "metric": metric, "drop": drop, "tolerance": tolerance,
            "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra}
     atomic_write_json(tmp / "compression.json", doc)
-    for name in ("recipe.yaml",):
-        if (src_run / name).is_file():
-            shutil.copy2(src_run / name, tmp / name)
+    if (src_run / "recipe.yaml").is_file():  # so the compressed run's test rows can be found again
+        shutil.copy2(src_run / "recipe.yaml", tmp / "recipe.yaml")
     report = write_page(tmp / "report.html", f"taskfit compress: {src_run.name} → {method}",
                         [("Before and after", comparison_html(doc))], intro=_cards(doc))
     if dest.exists():

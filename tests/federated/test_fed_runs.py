@@ -42,8 +42,11 @@ def fed_recipe(train: Path, model: Path | str, out: Path, name: str, **fed: Any)
 
 
 def _no_flower_left() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if any(k in line for k in ("flower-super", "flwr-clientapp",
+    """Flower / Ray processes still running. Zombies (state Z) are left out: they have exited and hold nothing;
+    they stay listed only where the container's init (their new parent once taskfit stopped theirs) never reaps."""
+    out = subprocess.run(["ps", "-eo", "pid,stat,args"], capture_output=True, text=True).stdout
+    running = [line for line in out.splitlines()[1:] if not line.split()[1].startswith("Z")]
+    return [line for line in running if any(k in line for k in ("flower-super", "flwr-clientapp",
             "flwr-serverapp", "ray::", "raylet", "gcs_server"))]
 
 

@@ -330,6 +330,80 @@ class FederatedConfig(_Strict):
         return self
 
 
+class AlertRule(_Strict):
+    """One alert rule of the served model's monitor, checked every ``monitor.check_every_s`` seconds over the
+    recent predictions (e.g. "share of label 'negative' above 0.4 in the last 10 minutes")."""
+
+    name: str = Field(min_length=1, description="Rule name, shown in alerts and used for the cool-down.")
+    kind: Literal["label_share", "drift_psi", "drift_ks", "confidence_mean", "volume"] = Field(
+        description="What is measured over the window: label_share (share of predictions with `label`), drift_psi "
+        "(PSI of `feature` against the training reference; the largest over all features when no feature), "
+        "drift_ks (KS p-value of a numeric `feature`), confidence_mean (mean confidence), volume (predictions).")
+    label: str | None = Field(None, description="The label of a label_share rule (one of the model's labels).")
+    feature: Literal["length", "language", "oov", "label", "confidence"] | None = Field(
+        None, description="Feature of a drift rule: length (chars), language (zh/en/mixed), oov (share of words "
+        "unseen in training), label (predicted label), confidence. drift_ks takes numeric ones only.")
+    above: float | None = Field(None, description="Fire when the value is above this (drift_psi default: "
+                                "monitor.psi_alert).")
+    below: float | None = Field(None, description="Fire when the value is below this (drift_ks default: "
+                                "monitor.ks_alert).")
+    window_minutes: float | None = Field(None, gt=0, description="Window of this rule (default: "
+                                         "monitor.window_minutes).")
+
+    @model_validator(mode="after")
+    def _threshold(self) -> AlertRule:
+        if self.above is not None and self.below is not None:
+            raise ValueError(f"rule {self.name!r} sets both above and below; give one (two rules for a band)")
+        if self.above is None and self.below is None and self.kind not in ("drift_psi", "drift_ks"):
+            raise ValueError(f"rule {self.name!r} ({self.kind}) needs a threshold: set above or below")
+        if self.kind == "label_share" and not self.label:
+            raise ValueError(f"rule {self.name!r} is a label_share rule without label; name one of the model's "
+                             "labels")
+        if self.kind == "drift_ks" and self.feature in ("language", "label"):
+            raise ValueError(f"rule {self.name!r}: KS needs a numeric feature (length, oov, confidence), got "
+                             f"{self.feature!r}; use drift_psi for categorical ones")
+        return self
+
+
+class MonitorConfig(_Strict):
+    """Monitoring of the served model (`taskfit serve`): drift against the training reference, alert rules
+    and a webhook. The service uses this block of the run's recipe unless its own settings give one."""
+
+    window_minutes: float = Field(60.0, gt=0, description="Sliding window of recent predictions that drift "
+                                  "and rules are computed over.")
+    min_count: int = Field(30, ge=1, description="Fewest predictions in a window before drift and rules judge it.")
+    reference_rows: int = Field(500, ge=20, description="Held-out rows (test, else validation split) whose "
+                                "features and predictions form the drift reference.")
+    bins: int = Field(10, ge=2, le=100, description="Quantile bins of numeric features for PSI.")
+    psi_alert: float = Field(0.2, gt=0, description="PSI above which a feature counts as drifted (0.1 some, 0.2 "
+                             "significant shift).")
+    ks_alert: float = Field(0.01, gt=0, lt=1, description="KS p-value below which a numeric feature counts as "
+                            "drifted.")
+    check_every_s: float = Field(30.0, gt=0, description="Seconds between rule checks in the service.")
+    cooldown_minutes: float = Field(10.0, ge=0, description="A rule that fired is not fired again (same model) "
+                                    "for this long.")
+    rules: list[AlertRule] = Field(
+        default_factory=lambda: [AlertRule(name="input_drift", kind="drift_psi")],
+        description="Alert rules; default: one drift_psi rule over all features at psi_alert.")
+    webhook: str | None = Field(None, description="URL that receives each alert as a JSON POST (null: none).")
+    webhook_timeout_s: float = Field(3.0, gt=0, le=60, description="Timeout of one webhook POST.")
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"webhook must be an http:// or https:// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MonitorConfig:
+        names = [r.name for r in self.rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique (the cool-down is per name); repeated: {twice}")
+        return self
+
+
 class OutputConfig(_Strict):
     """Where the run directory goes."""
 
@@ -356,6 +430,8 @@ class Recipe(_Strict):
     fairness: FairnessConfig | None = Field(None, description="Per-group fairness evaluation (null: off).")
     federated: FederatedConfig | None = Field(
         None, description="Federated training settings for `taskfit federate` (null: its defaults).")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="Monitoring of the served model: "
+                                   "drift, alert rules, webhook.")
 
     @model_validator(mode="after")
     def _group_kept(self) -> Recipe:

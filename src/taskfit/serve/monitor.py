@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskfit.config import AlertRule, MonitorConfig
 from taskfit.errors import ConfigError, TaskfitError
@@ -299,6 +300,15 @@ def _plain(obj: Any) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(obj).items()}
 
 
+class FeedbackIn(BaseModel):
+    """Body of POST /v1/feedback (module level: FastAPI resolves the route's string annotations against the
+    module's globals, so a class local to monitor_router breaks /openapi.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=200, description="request_id from /v1/predict.")
+    label: str = Field(min_length=1, max_length=200, description="The label that would have been right.")
+
+
 def monitor_router(monitors: dict[str, Monitor], store: Store, auth: Any) -> Any:
     """Routes for feedback, drift and alerts.
 
@@ -308,14 +318,8 @@ def monitor_router(monitors: dict[str, Monitor], store: Store, auth: Any) -> Any
     - ``GET /v1/alerts[?limit=N]`` (scope admin): the newest alerts, newest first.
     """
     from fastapi import APIRouter, Depends, HTTPException, Query
-    from pydantic import BaseModel, ConfigDict, Field
 
     from taskfit.errors import NotFoundError
-
-    class FeedbackIn(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        request_id: str = Field(min_length=1, max_length=200, description="request_id from /v1/predict.")
-        label: str = Field(min_length=1, max_length=200, description="The label that would have been right.")
 
     router = APIRouter(tags=["monitoring"])
 

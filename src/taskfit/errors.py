@@ -75,3 +75,7 @@ class NotFittedError(TaskfitError):
 
 class ModelNotFoundError(TaskfitError):
     """A model name resolves to nothing: not packaged, not a local directory, not reachable online."""
+
+
+class NotFoundError(TaskfitError, LookupError):
+    """A named record does not exist: an API key, a registered model or version, a logged request id."""

@@ -114,3 +114,73 @@ def test_keys_not_required_lets_everyone_in(store: Store) -> None:
 def test_unknown_scope_is_a_programming_error(store: Store) -> None:
     with pytest.raises(ValueError, match=r"scope must be one of predict, feedback, admin; got 'write'"):
         Auth(store).require("write")
+
+
+# ---- admin routes -------------------------------------------------------------------------------------------------
+
+def _admin_client(store: Store) -> tuple[TestClient, dict[str, str]]:
+    from taskfit.serve.admin import admin_router
+
+    auth = Auth(store)
+    app = FastAPI()
+    app.include_router(admin_router(store, auth))
+
+    @app.post("/predict")
+    def predict(caller: Caller = Depends(auth.require("predict"))) -> dict:
+        return {"name": caller.name}
+
+    return TestClient(app), {"Authorization": f"Bearer {store.create_key('root', scopes=['admin'])}"}
+
+
+def test_admin_keys_create_list_revoke(store: Store) -> None:
+    client, root = _admin_client(store)
+    r = client.post("/v1/admin/keys", json={"name": "ci", "scopes": ["predict"], "quota": 5}, headers=root)
+    assert r.status_code == 201
+    body = r.json()
+    assert body["key"].startswith(body["prefix"]) and body["scopes"] == ["predict"] and body["quota"] == 5
+    assert client.post("/predict", headers={"X-API-Key": body["key"]}).json() == {"name": "ci"}
+    listed = client.get("/v1/admin/keys", headers=root).json()
+    assert [k["name"] for k in listed] == ["root", "ci"] and all("key" not in k and "key_hash" not in k
+                                                                   for k in listed)
+    assert listed[1]["used"] == 1
+    dup = client.post("/v1/admin/keys", json={"name": "ci"}, headers=root)
+    assert dup.status_code == 409 and "key name 'ci' is taken by a key" in dup.json()["detail"]
+    bad = client.post("/v1/admin/keys", json={"name": "x", "scopes": ["root"]}, headers=root)
+    assert bad.status_code == 422 and "'predict', 'feedback' or 'admin'" in bad.text
+    assert client.post("/v1/admin/keys", json={"name": "x", "rate_per_minute": 0}, headers=root).status_code == 422
+    gone = client.delete("/v1/admin/keys/ci", headers=root)
+    assert gone.status_code == 200 and gone.json()["revoked"] is True
+    assert client.post("/predict", headers={"X-API-Key": body["key"]}).status_code == 401
+    missing = client.delete("/v1/admin/keys/nobody", headers=root)
+    assert missing.status_code == 404 and missing.json()["detail"].startswith("no API key named 'nobody'")
+
+
+def test_admin_routes_need_scope_admin(store: Store) -> None:
+    client, _ = _admin_client(store)
+    user = store.create_key("user", scopes=["predict", "feedback"])
+    assert client.get("/v1/admin/keys").status_code == 401
+    r = client.get("/v1/admin/models", headers={"X-API-Key": user})
+    assert r.status_code == 403 and "lacks the scope 'admin'" in r.json()["detail"]
+
+
+def test_admin_registry_promote_rollback(store: Store) -> None:
+    client, root = _admin_client(store)
+    for v in ("1", "2"):
+        store.register_model("news", v, f"/runs/{v}", metrics={"f1": 0.5 + int(v) / 10})
+    r = client.post("/v1/admin/models/news/promote", json={"version": "1"}, headers=root)
+    assert r.status_code == 200 and r.json()["stage"] == "production"
+    r = client.post("/v1/admin/models/news/promote", json={"version": "2"}, headers=root)
+    assert r.json()["previous_version"] == "1"
+    models = client.get("/v1/admin/models", params={"name": "news"}, headers=root).json()
+    assert [(m["version"], m["stage"]) for m in models] == [("1", "archived"), ("2", "production")]
+    assert models[1]["metrics"] == {"f1": 0.7}
+    r = client.post("/v1/admin/models/news/rollback", headers=root)
+    assert r.status_code == 200 and r.json()["version"] == "1" and store.production("news").version == "1"
+    r = client.post("/v1/admin/models/news/rollback", headers=root)
+    assert r.status_code == 409 and "model 'news' has no earlier production version" in r.json()["detail"]
+    r = client.post("/v1/admin/models/sales/rollback", headers=root)
+    assert r.status_code == 404 and r.json()["detail"].startswith("no registered model named 'sales'")
+    r = client.post("/v1/admin/models/news/promote", json={"version": "7"}, headers=root)
+    assert r.status_code == 404 and "model 'news' has no version '7'; its versions: '1', '2'" in r.json()["detail"]
+    r = client.post("/v1/admin/models/news/promote", json={"version": "2", "stage": "live"}, headers=root)
+    assert r.status_code == 422 and "'staging', 'production' or 'archived'" in r.text

@@ -249,6 +249,11 @@ class Store(RegistryMixin):
             raise
 
     @property
+    def display_url(self) -> str:
+        """The URL with any password hidden (for messages and logs)."""
+        return _safe_url(self.url)
+
+    @property
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._engine.dialect.name

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from taskfit.commands.common import console, fail, offline_defaults
 from taskfit.errors import TaskfitError
+from taskfit.train.loop import Progress
+
+
+class _RecoveryBar(Progress):
+    """Recovery fine-tuning (pruning methods) as a rich bar with steps, loss and ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar(TextColumn("[bold]recovery"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        self.task_id: Any = None
+
+    def note(self, message: str) -> None:
+        console.print(message, highlight=False, markup=False)
+
+    def start(self, total_steps: int, done_steps: int) -> None:
+        self.bar.start()
+        self.task_id = self.bar.add_task("recovery", total=total_steps, completed=done_steps, info="")
+
+    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
+        self.bar.update(self.task_id, completed=step, info=f"loss {loss:.4f}  {samples_per_s:.0f} samples/s")
+
+    def stop(self) -> None:
+        self.bar.stop()
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +43,8 @@ def register(app: typer.Typer) -> None:
 
 def compress(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
-    method: str = typer.Option("onnx-int8", "--method", help="onnx, onnx-int8 or torch-int8."),
+    method: str = typer.Option("onnx-int8", "--method", help="onnx, onnx-int8, torch-int8, prune-heads, prune-ffn, "
+                               "prune-structured, prune-magnitude or merge."),
     out: Path | None = typer.Option(None, "--out", help="New run directory (default: RUN_DIR-METHOD beside it)."),
     data: Path | None = typer.Option(None, "--data", help="Labelled rows to score on (default: the run's test "
                                      "split)."),
@@ -24,6 +52,14 @@ def compress(
     tolerance: float = typer.Option(0.005, "--tolerance", help="Flag the model when its headline score drops by "
                                     "more than this (0.005 = half a point of accuracy)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
+    sparsity: float | None = typer.Option(None, "--sparsity", help="prune-*: fraction removed, in [0, 1): of the "
+                                          "heads, of each layer's FFN neurons, or of the encoder weights "
+                                          "(default 0.3)."),
+    recovery_steps: int | None = typer.Option(None, "--recovery-steps", help="prune-*: fine-tuning steps on the "
+                                              "run's training rows after pruning; 0 = none (default 50)."),
+    importance: str | None = typer.Option(None, "--importance", help="prune-heads/ffn/structured: taylor "
+                                          "(gradients on training rows, default) or magnitude (weights only)."),
+    scope: str | None = typer.Option(None, "--scope", help="prune-magnitude: global (default) or layer ranking."),
 ) -> None:
     """Compress a run's model into a new run directory and print the before/after table (score, size,
     latency p50/p95 at batch 1, throughput at batch 32, memory). The new model loads in `taskfit predict`."""
@@ -31,10 +67,16 @@ def compress(
     from taskfit.compress import compress_run
     from taskfit.compress.run import render
 
+    options = {"sparsity": sparsity, "recovery_steps": recovery_steps, "importance": importance, "scope": scope}
     try:
         result = compress_run(run_dir, method, out=out, data=data, rows=rows, tolerance=tolerance,
-                              overwrite=overwrite, note=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+                              overwrite=overwrite, note=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+                              options=options, progress=_RecoveryBar())
     except TaskfitError as e:
         fail(e)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the recovery checkpoint is kept; run the same command again to "
+                      "resume.[/]")
+        raise typer.Exit(130) from None
     render(console, result)
     console.print(f"[bold]compressed run:[/] {result.run_dir}\n[bold]report:[/] {result.report}")

@@ -8,6 +8,8 @@ artefact into ``dest`` (a fresh directory that already holds the tokenizer and c
   optimisation (attention, LayerNorm and GELU fusion).
 - ``onnx-int8``: ``onnx`` plus ONNX Runtime dynamic int8 quantisation of the MatMul weights.
 - ``torch-int8``: PyTorch dynamic int8 quantisation of Linear layers (no ONNX needed).
+- ``prune-heads``, ``prune-ffn``, ``prune-structured``, ``prune-magnitude``: see :mod:`taskfit.compress.prune`.
+- ``merge``: a plain model rebuilt from the run's saved LoRA adapter; see :mod:`taskfit.compress.merge`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,37 @@ ONNX_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
+class BuildContext:
+    """What a method that takes options gets besides ``(src, dest, meta)``.
+
+    Attributes:
+        options: the method's options, checked by its ``check`` (e.g. ``sparsity``, ``recovery_steps``).
+        source_run: the run directory that holds ``src`` (its recipe.yaml names the training rows).
+        work_dir: a directory kept across an interruption (checkpoints of a recovery fine-tune); the method
+            removes it when done.
+        note: prints one line of progress.
+        progress: training progress callbacks (:class:`taskfit.train.Progress`) for methods that train.
+    """
+
+    options: dict[str, Any]
+    source_run: Path
+    work_dir: Path
+    note: Callable[[str], None]
+    progress: Any = None
+
+
+@dataclass(frozen=True)
 class Compressor:
+    """A registered method. ``build(src, dest, meta)`` for methods without options; a method with ``options``
+    (names it accepts) or ``context`` gets ``build(src, dest, meta, ctx: BuildContext)``, and its ``check(
+    source_run, src, meta, options) -> options`` validates and completes the options before any work."""
+
     name: str
     description: str
-    build: Callable[[Path, Path, dict[str, Any]], dict[str, Any]]
+    build: Callable[..., dict[str, Any]]
+    options: tuple[str, ...] = ()
+    check: Callable[[Path, Path, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    context: bool = False
 
 
 COMPRESSORS: Registry[Compressor] = Registry("compression method")
@@ -119,3 +148,7 @@ COMPRESSORS.register("onnx-int8")(Compressor("onnx-int8", "ONNX export, graph op
                                              "quantisation (ONNX Runtime)", lambda s, d, m: _onnx(s, d, m, int8=True)))
 COMPRESSORS.register("torch-int8")(Compressor("torch-int8", "PyTorch dynamic int8 quantisation of Linear layers",
                                               _torch_int8))
+
+# Methods with options register themselves beside their own code (imported last: they use the names above).
+from taskfit.compress import merge as _merge  # noqa: E402,F401
+from taskfit.compress import prune_methods as _prune_methods  # noqa: E402,F401

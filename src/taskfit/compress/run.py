@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from taskfit.compress.methods import COMPRESSORS, check_task
+from taskfit.compress.methods import COMPRESSORS, BuildContext, Compressor, check_task
 from taskfit.errors import ConfigError, TaskfitError
 from taskfit.evaluate.html import cards, esc, html_table, img_tag, write_page
 from taskfit.inference import held_out_rows, model_dir_of
@@ -76,11 +76,18 @@ def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str,
 
 def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, data: Path | None = None,
                  rows: int | None = None, tolerance: float = 0.005, overwrite: bool = False,
-                 note: Callable[[str], None] = lambda _m: None) -> CompressResult:
+                 note: Callable[[str], None] = lambda _m: None, options: dict[str, Any] | None = None,
+                 progress: Any = None) -> CompressResult:
     """Compress a finished run's model; see the module docstring.
 
+    Args:
+        options: the method's options (e.g. ``{"sparsity": 0.3, "recovery_steps": 50}`` for the pruning
+            methods); None values count as not given. An option the method does not take is a ConfigError.
+        progress: training progress callbacks for methods that fine-tune (:class:`taskfit.train.Progress`).
+
     Raises:
-        ConfigError: unknown method, a destination that exists (without ``overwrite``), bad tolerance.
+        ConfigError: unknown method, a destination that exists (without ``overwrite``), bad tolerance, an
+            option the method does not take or a value out of range.
         IncompatibleError: a task the method cannot compress.
         NotFittedError: no finished model in ``run_dir``.
     """
@@ -94,6 +101,7 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         raise ConfigError(f"{str(src_run)!r} already holds a compressed model ({meta['backend']}); compress the "
                           "original run instead.")
     check_task(meta["task"], method)
+    opts = _method_options(compressor, method, src_run, src_model, meta, options or {})
     dest = Path(out) if out is not None else src_run.with_name(f"{src_run.name}-{method}")
     if dest.exists() and not overwrite:
         raise ConfigError(f"{str(dest)!r} already exists; pick another --out or pass --overwrite.")
@@ -107,10 +115,15 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         if f.is_file() and f.name not in WEIGHT_FILES:
             shutil.copy2(f, tmp / "model" / f.name)
     note(f"compressing with {method}: {compressor.description}")
+    work = dest.with_name(dest.name + ".work")  # survives Ctrl-C: a method that trains resumes from it
     try:
-        extra = compressor.build(src_model, tmp / "model", meta)
+        if compressor.context or compressor.options:
+            extra = compressor.build(src_model, tmp / "model", meta, BuildContext(opts, src_run, work, note, progress))
+        else:
+            extra = compressor.build(src_model, tmp / "model", meta)
     except Exception as e:  # no half-written directory is left behind; an exporter failure names the method
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, TaskfitError):
             raise
         raise RuntimeError(f"compress --method {method} failed on {src_model}: {e}") from e
@@ -129,16 +142,46 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     drop = 0.0 if a is None or b is None else (a - b if metric in LOWER_IS_BETTER else b - a)
     flagged = drop > tolerance
     doc = {"method": method, "source": str(src_run), "metric": metric, "drop": drop, "tolerance": tolerance,
-           "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra}
+           "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra,
+           "options": opts}
     atomic_write_json(tmp / "compression.json", doc)
     if (src_run / "recipe.yaml").is_file():  # so the compressed run's test rows can be found again
         shutil.copy2(src_run / "recipe.yaml", tmp / "recipe.yaml")
     report = write_page(tmp / "report.html", f"taskfit compress: {src_run.name} → {method}",
-                        [("Before and after", comparison_html(doc))], intro=_cards(doc))
+                        [("Before and after", comparison_html(doc)), *details_sections(extra)], intro=_cards(doc))
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     return CompressResult(dest, before, after, metric, drop, flagged, dest / report.name)
+
+
+def _method_options(compressor: Compressor, method: str, src_run: Path, src_model: Path, meta: dict[str, Any],
+                    options: dict[str, Any]) -> dict[str, Any]:
+    """The method's checked options; an option it does not take names the methods that do."""
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in given:
+        if key not in compressor.options:
+            takers = [n for n in COMPRESSORS.names() if key in COMPRESSORS.get(n).options]
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to --method {method}; it is an option of "
+                              f"{', '.join(takers) or 'no method'}.")
+    return compressor.check(src_run, src_model, meta, given) if compressor.check else given
+
+
+def details_sections(extra: dict[str, Any]) -> list[tuple[str, str]]:
+    """Report sections for what a method did (pruning facts and recovery, the merge check)."""
+    out = []
+    for key, title in (("pruning", "Pruning"), ("merge", "Merge")):
+        info = extra.get(key)
+        if not isinstance(info, dict):
+            continue
+        rows = [[k, json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v]
+                for k, v in info.items() if k not in ("per_linear", "recovery")]
+        rec = info.get("recovery")
+        if isinstance(rec, dict):
+            rows += [[f"recovery {k}", json.dumps(v) if isinstance(v, dict) else v] for k, v in rec.items()
+                     if k != "history"]
+        out.append((title, html_table(["", "value"], rows)))
+    return out
 
 
 ROWS = (("metric", "score"), ("size_mb", "size on disk (MB)"), ("latency_p50_ms", "latency p50, batch 1 (ms)"),

@@ -18,7 +18,7 @@ import torch
 
 from taskfit.errors import ModelNotFoundError
 
-BACKENDS = ("transformers", "onnx", "torch-int8")
+BACKENDS = ("transformers", "onnx", "torch-int8", "pruned")
 
 
 class OnnxModel(torch.nn.Module):
@@ -81,6 +81,10 @@ def load_exported(model_dir: Path, meta: dict[str, Any]) -> torch.nn.Module | No
         return OnnxModel(path)
     if backend == "torch-int8":
         return load_torch_int8(model_dir)
+    if backend == "pruned":  # attention heads pruned per layer: plain from_pretrained cannot rebuild them
+        from taskfit.models.pruned import load_pruned
+
+        return load_pruned(model_dir)
     if backend != "transformers":
         raise ModelNotFoundError(f"{str(model_dir)!r} has unknown backend {backend!r}; known: {', '.join(BACKENDS)}.")
     return None

@@ -1,5 +1,5 @@
 """Store: keys, registry, request log, feedback, alerts, schema version. Every test runs on SQLite and on a real
-PostgreSQL server (tests/serve/pg_server.py), with the same assertions."""
+PostgreSQL server (tests/serve/pg.py), with the same assertions."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from serve.pg_server import pg_server, pg_url  # noqa: F401  (fixtures)
+from serve import pg as _pg
 from taskfit.errors import ConfigError, IncompatibleError, NotFoundError
 from taskfit.serve.db import ConflictError, QuotaExhaustedError, Store
 from taskfit.serve.records import PredictionRecord
+
+pg_server, pg_url = _pg.pg_server, _pg.pg_url  # the PostgreSQL fixtures, used by name
 
 PII_TEXT = "Refund please: mail john.doe@example.com or call +1 415 555 0132, 张伟 13812345678"
 

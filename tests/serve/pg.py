@@ -2,8 +2,9 @@
 free port (unix socket in the same folder), run as the ``postgres`` user when the tests run as root (the server
 refuses root). Stopped with ``pg_ctl stop`` and deleted at teardown.
 
-Import the fixtures into a test module: ``from serve.pg_server import pg_server, pg_url``. The server is
-shared by every module in the session (started once, stopped when the last user is done).
+Import the fixtures into a test module: ``from serve import pg`` then ``pg_server, pg_url = pg.pg_server,
+pg.pg_url``. The server is shared by every module in the session (started once, stopped when the last user is
+done).
 """
 
 from __future__ import annotations

@@ -184,3 +184,52 @@ def test_admin_registry_promote_rollback(store: Store) -> None:
     assert r.status_code == 404 and "model 'news' has no version '7'; its versions: '1', '2'" in r.json()["detail"]
     r = client.post("/v1/admin/models/news/promote", json={"version": "2", "stage": "live"}, headers=root)
     assert r.status_code == 422 and "'staging', 'production' or 'archived'" in r.text
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------------------
+
+def test_cli_keys_and_registry(tmp_path: Path) -> None:
+    """``taskfit keys`` and ``taskfit registry`` on a run directory's serve.db (the real Typer app, in process)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from taskfit.cli import app
+
+    run = tmp_path / "news"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"valid": {"accuracy": 0.9, "per_label": {}}, "test": None}))
+    cli = CliRunner()
+    r = cli.invoke(app, ["keys", "list"], env={"TASKFIT_DB_URL": ""})
+    assert r.exit_code == 2 and "no database given: pass --db URL or set TASKFIT_DB_URL" in r.stderr
+    r = cli.invoke(app, ["keys", "create", "ci", "--scope", "predict", "--scope", "feedback", "--quota", "9",
+                         "--db", str(run)])
+    assert r.exit_code == 0, r.output
+    raw = r.stdout.strip()
+    assert raw.startswith("tfk_") and "\n" not in raw and "shown only now" in r.stderr  # the key alone on stdout
+    with Store(str(run / "serve.db")) as store:
+        key = store.verify_key(raw)
+        assert key is not None and key.scopes == ("predict", "feedback") and key.quota == 9
+    env = {"TASKFIT_DB_URL": f"sqlite:///{run / 'serve.db'}", "COLUMNS": "200"}
+    listed = json.loads(cli.invoke(app, ["keys", "list", "--json"], env=env).stdout)
+    assert [(k["name"], k["revoked"]) for k in listed] == [("ci", False)] and raw not in json.dumps(listed)
+    r = cli.invoke(app, ["keys", "create", "ci"], env=env)
+    assert r.exit_code == 2 and "key name 'ci' is taken by a key" in r.stderr
+    assert cli.invoke(app, ["keys", "revoke", "ci"], env=env).exit_code == 0
+    r = cli.invoke(app, ["keys", "revoke", "nobody"], env=env)
+    assert r.exit_code == 2 and "no API key named 'nobody'; known keys: 'ci'" in r.stderr
+
+    for version in ("1", "2"):
+        assert cli.invoke(app, ["registry", "add", "news", version, str(run)], env=env).exit_code == 0
+    assert cli.invoke(app, ["registry", "promote", "news", "1"], env=env).exit_code == 0
+    r = cli.invoke(app, ["registry", "promote", "news", "2"], env=env)
+    assert r.exit_code == 0 and "news version 2 is now production (replaces 1)" in r.stdout
+    r = cli.invoke(app, ["registry", "rollback", "news"], env=env)
+    assert r.exit_code == 0 and "version 1 is production again" in r.stdout
+    got = json.loads(cli.invoke(app, ["registry", "list", "news", "--json"], env=env).stdout)
+    assert [(v["version"], v["stage"]) for v in got] == [("1", "production"), ("2", "archived")]
+    assert got[0]["metrics"] == {"valid.accuracy": 0.9}
+    r = cli.invoke(app, ["registry", "rollback", "news"], env=env)
+    assert r.exit_code == 2 and "model 'news' has no earlier production version" in r.stderr
+    r = cli.invoke(app, ["registry", "promote", "sales", "1"], env=env)
+    assert r.exit_code == 2 and "no registered model named 'sales'; registered models: 'news'" in r.stderr

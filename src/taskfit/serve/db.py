@@ -13,12 +13,10 @@ the rest (~210 bits) stays secret. Request texts are PII-masked (:mod:`taskfit.t
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -50,74 +48,15 @@ from taskfit.serve.db_schema import (
     schema_info,
     utcnow,
 )
+from taskfit.serve.db_secrets import check_key, hash_key, mask_record
 from taskfit.serve.records import PredictionRecord
 
 __all__ = ["SCOPES", "STAGES", "Alert", "ApiKey", "ConflictError", "Feedback", "ModelVersion", "QuotaExhaustedError",
-           "Store", "mask_record"]
+           "Store", "check_key", "hash_key", "mask_record"]
 
 KEY_PREFIX = "tfk_"
 _LOOKUP_CHARS = 8  # characters after "tfk_" stored in clear to find the row
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~35 ms and 16 MiB per hash; verified keys are cached in memory
 _PG_SCHEMA_LOCK = 7_311_001  # advisory lock id: two processes opening a new PostgreSQL database queue on it
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_key(raw: str, salt: bytes | None = None) -> str:
-    """``scrypt$n$r$p$salt$hash`` of a raw key (a fresh 16-byte salt unless one is given)."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
-    digest = hashlib.scrypt(raw.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
-
-
-def check_key(raw: str, stored: str) -> bool:
-    """Whether ``raw`` hashes to ``stored`` (parameters read from ``stored``; constant-time comparison)."""
-    try:
-        algo, n, r, p, salt, digest = stored.split("$")
-        if algo != "scrypt":
-            return False
-        got = hashlib.scrypt(raw.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=32)
-    except ValueError:
-        return False
-    return hmac.compare_digest(got, _unb64(digest))
-
-
-_mask_lock = threading.Lock()
-
-
-def mask_record(text: str, outputs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """``text`` with personal data replaced by placeholders (``<EMAIL>``), and ``outputs`` with every string
-    containing one of the values found masked the same way (NER spans echo the input)."""
-    from taskfit.trust import pii
-
-    pii.check_dependencies("serve request log (log_predictions mask=True)")
-    with _mask_lock:  # Presidio's engines are shared process-wide; one caller at a time
-        results = pii.analyze(text)
-        masked = pii.anonymize(text, results)
-    out = dict(outputs or {})
-    if not results:
-        return masked, out
-    found = sorted({(text[r.start:r.end], pii.placeholder(r.entity_type)) for r in results}, key=lambda v: -len(v[0]))
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, str):
-            for raw, holder in found:
-                value = value.replace(raw, holder)
-            return value
-        if isinstance(value, Mapping):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [scrub(v) for v in value]
-        return value
-
-    return masked, scrub(out)
 
 
 def _safe_url(url: str) -> str:

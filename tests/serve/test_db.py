@@ -229,8 +229,8 @@ def test_schema_version_is_recorded_and_a_newer_one_refused(db_url: str) -> None
         Store(db_url)
 
 
-def test_threads_write_at_once(store: Store) -> None:
-    """A log writer, feedback writers and key counters in threads at once: nothing lost, no lock errors."""
+def _threads_write_at_once(store: Store) -> None:
+    """A log writer, feedback writers and key counters in 4 threads at once: nothing lost, no lock errors."""
     store.create_key("k")
     (key,) = store.list_keys()
     errors: list[BaseException] = []
@@ -251,6 +251,16 @@ def test_threads_write_at_once(store: Store) -> None:
         t.join()
     assert errors == []
     assert len(store.predictions()) == 40 and len(store.feedback()) == 40 and store.list_keys()[0].used == 40
+
+
+def test_threads_write_at_once(store: Store) -> None:
+    _threads_write_at_once(store)
+
+
+def test_in_memory_sqlite_is_shared_by_threads() -> None:
+    """``sqlite://`` is one connection for every thread; the store makes them take turns."""
+    with Store("sqlite://") as store:
+        _threads_write_at_once(store)
 
 
 def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:

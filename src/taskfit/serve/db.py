@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -175,6 +176,9 @@ class Store(RegistryMixin):
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = _engine(url)
+        # an in-memory SQLite database is one connection shared by all threads: take turns on it
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if isinstance(self._engine.pool, StaticPool) else nullcontext())
         self._verified: dict[str, tuple[bytes, str]] = {}  # prefix -> (sha256 of raw key, stored hash)
         try:
             self._open_schema()
@@ -208,9 +212,15 @@ class Store(RegistryMixin):
         self.close()
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reading (its implicit transaction is rolled back on close)."""
+        with self._serial, self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A connection in a write transaction (committed on success, rolled back on error)."""
-        with self._engine.connect() as conn:
+        with self._serial, self._engine.connect() as conn:
             conn.execution_options(taskfit_write=True)
             with conn.begin():
                 yield conn
@@ -234,7 +244,7 @@ class Store(RegistryMixin):
 
     def schema_version(self) -> int:
         """The schema version stored in the database."""
-        with self._engine.connect() as c:
+        with self._read() as c:
             return int(c.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).scalar_one())
 
     # ---- API keys -------------------------------------------------------------------------------------------
@@ -271,7 +281,7 @@ class Store(RegistryMixin):
         if not isinstance(raw, str) or not raw.startswith(KEY_PREFIX) or len(raw) < len(KEY_PREFIX) + 20:
             return None
         prefix = raw[: len(KEY_PREFIX) + _LOOKUP_CHARS]
-        with self._engine.connect() as c:
+        with self._read() as c:
             row = c.execute(select(api_keys).where(api_keys.c.prefix == prefix)).first()
         if row is None:
             return None
@@ -289,7 +299,7 @@ class Store(RegistryMixin):
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first (no secrets: the hash is never returned)."""
-        with self._engine.connect() as c:
+        with self._read() as c:
             return [_key(r) for r in c.execute(select(api_keys).order_by(api_keys.c.id))]
 
     def revoke_key(self, name: str) -> None:
@@ -350,7 +360,7 @@ class Store(RegistryMixin):
 
     def prediction(self, request_id: str) -> PredictionRecord | None:
         """The logged prediction with this request id (the latest if logged twice), or ``None``."""
-        with self._engine.connect() as c:
+        with self._read() as c:
             row = c.execute(select(predictions).where(predictions.c.request_id == request_id)
                             .order_by(predictions.c.id.desc()).limit(1)).first()
         return None if row is None else _record(row)
@@ -363,7 +373,7 @@ class Store(RegistryMixin):
             q = q.where(predictions.c.model == model)
         if since is not None:
             q = q.where(predictions.c.created_at >= since)
-        with self._engine.connect() as c:
+        with self._read() as c:
             rows = list(c.execute(q.order_by(predictions.c.created_at.desc(), predictions.c.id.desc()).limit(limit)))
         return [_record(r) for r in reversed(rows)]
 
@@ -392,7 +402,7 @@ class Store(RegistryMixin):
             q = q.where(feedback.c.model == model)
         if since is not None:
             q = q.where(feedback.c.created_at >= since)
-        with self._engine.connect() as c:
+        with self._read() as c:
             return [_feedback(r) for r in c.execute(q.order_by(feedback.c.created_at, feedback.c.id))]
 
     def add_alert(self, rule: str, message: str, value: float, model: str | None = None) -> Alert:
@@ -404,7 +414,7 @@ class Store(RegistryMixin):
 
     def alerts(self, limit: int = 100) -> list[Alert]:
         """The newest ``limit`` alerts, newest first."""
-        with self._engine.connect() as c:
+        with self._read() as c:
             rows = c.execute(select(alerts).order_by(alerts.c.created_at.desc(), alerts.c.id.desc()).limit(limit))
             return [_alert(r) for r in rows]
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from taskfit.errors import ConfigError, NotFoundError
 from taskfit.serve.db_schema import STAGES, ConflictError, ModelVersion, model_versions, utcnow
@@ -49,9 +49,10 @@ def _to_production(c: Connection, rows: list[Row[Any]], version: str) -> None:
 
 
 class RegistryMixin:
-    """Registry methods; :class:`~taskfit.serve.db.Store` provides ``_engine`` and ``_write``."""
+    """Registry methods; :class:`~taskfit.serve.db.Store` provides ``_read`` and ``_write``."""
 
-    _engine: Engine
+    def _read(self) -> AbstractContextManager[Connection]:  # pragma: no cover - provided by Store
+        raise NotImplementedError
 
     def _write(self) -> AbstractContextManager[Connection]:  # pragma: no cover - provided by Store
         raise NotImplementedError
@@ -95,7 +96,7 @@ class RegistryMixin:
         return self._get(name, version)
 
     def _get(self, name: str, version: str) -> ModelVersion:
-        with self._engine.connect() as c:
+        with self._read() as c:
             row = c.execute(select(model_versions).where(_MV.name == name, _MV.version == version)).one()
         return _version(row)
 
@@ -104,12 +105,12 @@ class RegistryMixin:
         q = select(model_versions)
         if name is not None:
             q = q.where(_MV.name == name)
-        with self._engine.connect() as c:
+        with self._read() as c:
             return [_version(r) for r in c.execute(q.order_by(_MV.name, _MV.id))]
 
     def production(self, name: str) -> ModelVersion | None:
         """The version of ``name`` in production, or ``None``."""
-        with self._engine.connect() as c:
+        with self._read() as c:
             row = c.execute(select(model_versions).where(_MV.name == name, _MV.stage == "production")).first()
         return None if row is None else _version(row)
 

@@ -1,0 +1,111 @@
+"""Two scenarios end to end through the CLI: ``taskfit new`` → ``taskfit train`` (a few steps of the tiny BERT
+via dotted overrides) → the scenario's own script on the trained runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import run_taskfit
+
+from taskfit.scenarios import create_scenario
+
+FEW_STEPS = ["train.max_steps=6", "train.batch_size=16", "train.checkpoint_every=100", "data.limit=400"]
+
+
+def script(path: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, cwd=cwd, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "", "TOKENIZERS_PARALLELISM": "false"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return res
+
+
+def train(recipe: Path, model: Path, cwd: Path, *extra: str) -> None:
+    runs = cwd / "runs"
+    run_taskfit(["train", str(recipe), f"model.name={model}", f"output.dir={runs}", *FEW_STEPS, *extra])
+
+
+def test_customer_service_answers_or_hands_over_by_threshold(tmp_path: Path, tiny_model_dir: Path) -> None:
+    folder = tmp_path / "cs"
+    create_scenario("customer-service", folder)
+    train(folder / "recipe.yaml", tiny_model_dir, tmp_path)
+    train(folder / "faq.yaml", tiny_model_dir, tmp_path)
+    questions = ["What is AI?", "Do you like sports?", "你是机器人吗", "我今天很难过"]
+
+    def ask(min_intent: float, min_answer: float) -> list[dict]:
+        # run from tmp_path: the script finds runs/cs-intent and runs/cs-faq relative to the working folder
+        res = script(folder / "assistant.py", *questions, "--json", "--min-intent", str(min_intent),
+                     "--min-answer", str(min_answer), cwd=tmp_path)
+        return [json.loads(line) for line in res.stdout.splitlines()]
+
+    answered = ask(0.0, -1.0)
+    with open(folder / "data" / "faq.csv", encoding="utf-8", newline="") as fh:
+        faq_answers = {r["answer"] for r in csv.DictReader(fh)}
+    with open(folder / "data" / "intents.csv", encoding="utf-8", newline="") as fh:
+        intents = {r["intent"] for r in csv.DictReader(fh)}
+    assert [a["question"] for a in answered] == questions and [a["lang"] for a in answered] == ["en"] * 2 + ["zh"] * 2
+    for a in answered:
+        assert a["action"] == "answer" and a["reply"] == a["answer"] and a["why"] == ""
+        assert a["answer"] in faq_answers and a["intent"] in intents
+    # a threshold between the observed confidences splits them exactly at that value
+    cut = sorted(a["intent_confidence"] for a in answered)[2]
+    split = ask(cut, -1.0)
+    assert [s["action"] for s in split] == ["handover" if a["intent_confidence"] < cut else "answer"
+                                            for a in answered]
+    handed = ask(1.01, -1.0)
+    assert {h["action"] for h in handed} == {"handover"}
+    assert [h["reply"] for h in handed][1:3] == [
+        "I'm not sure I understood. I'm handing you over to a person who can help.", "抱歉，我不太确定您的问题。正在为您转接人工客服。"]
+    assert "intent confidence" in handed[0]["why"] and "1.01" in handed[0]["why"]
+
+
+def test_news_monitor_streams_scores_and_window_shares(tmp_path: Path, tiny_model_dir: Path) -> None:
+    folder = tmp_path / "news"
+    create_scenario("financial-news-monitor", folder)
+    train(folder / "recipe.yaml", tiny_model_dir, tmp_path)
+    # a low threshold and short window so that even a barely trained model crosses it at some point
+    res = script(folder / "stream_scorer.py", str(folder / "data" / "stream.tsv"), "--alerts",
+                 str(folder / "alerts.yaml"), "--jsonl", "--above", "0.3", "--window-minutes", "10", "--batch", "7",
+                 cwd=tmp_path)
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    items = [o for o in out if "label" in o]
+    events = [o for o in out if "event" in o]
+    assert len(items) == 120 and {o["label"] for o in items} <= {"pos", "neg"}
+    assert all(o["p_neg"] >= 0.5 for o in items if o["label"] == "neg")
+    # recompute every running share and alert from the printed labels alone
+    window: list[tuple[datetime, bool]] = []
+    active, expected = False, []
+    for o in items:
+        at = datetime.fromisoformat(o["time"])
+        window = [(t, neg) for t, neg in [*window, (at, o["label"] == "neg")] if t > at - timedelta(minutes=10)]
+        share = sum(neg for _, neg in window) / len(window)
+        assert o["window_items"] == len(window) and o["share"] == pytest.approx(share, abs=1e-4)
+        firing = len(window) >= 10 and share > 0.3
+        if firing != active:
+            expected.append(("ALERT" if firing else "resolved", o["time"]))
+            active = firing
+    assert [(e["event"], e["time"]) for e in events] == expected
+    # stdin, plain text lines (stamped when read) and the human-readable summary
+    proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--batch", "1"], cwd=tmp_path,
+                          input="Markets fell sharply today.\n\nShares rallied.\n", capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": ""}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.rstrip().endswith("2 items scored, 0 alert(s) raised.")
+
+
+def test_stream_scorer_rejects_bad_rules_before_loading_a_model(tmp_path: Path) -> None:
+    folder = tmp_path / "news"
+    create_scenario("financial-news-monitor", folder)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - name: x\n    treshold: 0.5\n")
+    proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--alerts", str(bad)], cwd=tmp_path,
+                          input="", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "rules[0] has unknown key(s) ['treshold']" in proc.stderr
+    proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--above", "1.5"], cwd=tmp_path,
+                          input="", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "need 0 <= above < 1" in proc.stderr and "above=1.5" in proc.stderr

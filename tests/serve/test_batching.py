@@ -158,19 +158,19 @@ def test_close_timeout_fails_leftovers_instead_of_hanging() -> None:
     assert running.result(5) == [2]
 
 
-def test_cancelled_request_is_skipped() -> None:
+def test_cancelled_request_is_skipped_and_frees_its_room() -> None:
     model = SlowModel()
     model.release.clear()
-    batcher = MicroBatcher(model, max_batch=1, max_wait_ms=0, queue_size=8)
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=0, queue_size=2)
     try:
         batcher.submit([1])
         assert model.started.wait(5)
-        gone = batcher.submit([2])
+        gone = batcher.submit([2, 3])
         assert gone.cancel()  # the caller timed out before its turn
-        kept = batcher.submit([3])
+        kept = batcher.submit([4, 5])  # fits: the cancelled request no longer holds the queue
         model.release.set()
-        assert kept.result(5) == [6]
-        assert [2] not in model.batches
+        assert kept.result(5) == [8, 10]
+        assert model.batches == [[1], [4, 5]]
     finally:
         batcher.close()
 

@@ -102,6 +102,8 @@ class MicroBatcher(Generic[In, Out]):
             if self._closing:
                 raise ShuttingDown(f"{self.name} is shutting down and takes no new requests.")
             if self._queued_items + len(items) > self.queue_size:
+                self._drop_cancelled()
+            if self._queued_items + len(items) > self.queue_size:
                 raise QueueFull(f"{self.name} has {self._queued_items} inputs queued (queue_size "
                                 f"{self.queue_size}); retry shortly.")
             self._queue.append(_Request(list(items), future))
@@ -152,6 +154,12 @@ class MicroBatcher(Generic[In, Out]):
                 size += len(nxt.items)
         # A caller that gave up (timeout → future cancelled) is skipped: no forward pass for nobody.
         return [r for r in batch if r.future.set_running_or_notify_cancel()]
+
+    def _drop_cancelled(self) -> None:
+        """Free the room of requests whose callers gave up (timed out) before their turn."""
+        kept = deque(r for r in self._queue if not r.future.cancelled())
+        self._queued_items = sum(len(r.items) for r in kept)
+        self._queue = kept
 
     def _pop(self) -> _Request[In, Out]:
         req = self._queue.popleft()

@@ -188,6 +188,19 @@ def test_predictions_filter_and_order(store: Store) -> None:
     assert [p.request_id for p in store.predictions("news", since=local + timedelta(minutes=4))] == ["a4"]
 
 
+def test_outputs_with_numpy_values_and_chinese_labels(store: Store) -> None:
+    import numpy as np
+
+    rec = PredictionRecord(request_id="z1", model="评论", version="1", text="物流很快", label="正面",
+                           confidence=float(np.float32(0.75)), outputs={"scores": np.array([0.25, 0.75]),
+                                                                        "top": np.float32(0.75), "label": "正面"},
+                           latency_ms=2.0)
+    store.log_predictions([rec])
+    got = store.prediction("z1")
+    assert got.outputs == {"scores": [0.25, 0.75], "top": 0.75, "label": "正面"} and got.model == "评论"
+    assert got.text == "物流很快" and got.label == "正面"
+
+
 def test_feedback_joins_the_predicted_label(store: Store) -> None:
     store.log_predictions([_record("r1", text_="mail a.b@example.org", label="sport"),
                            _record("r2", model="sales", label="tech")])

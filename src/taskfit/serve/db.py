@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, create_engine, event, func, inspect, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from taskfit.errors import ConfigError, IncompatibleError, NotFoundError
@@ -60,6 +61,19 @@ _LOOKUP_CHARS = 8  # characters after "tfk_" stored in clear to find the row
 _PG_SCHEMA_LOCK = 7_311_001  # advisory lock id: two processes opening a new PostgreSQL database queue on it
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays (model outputs, metrics) as plain numbers and lists."""
+    for attr in ("tolist", "item"):
+        if hasattr(value, attr):
+            return getattr(value, attr)()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_dumps(value: Any) -> str:
+    # ensure_ascii=False: Chinese labels and texts stay readable in the database
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
 def _safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -85,7 +99,7 @@ def _engine(url: str) -> Engine:
                 raise ConfigError(f"db_url: the folder {str(parent)!r} of SQLite database {u.database!r} does not "
                                   "exist; create it or give another path.")
         engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=StaticPool if memory else None)
+                               poolclass=StaticPool if memory else None, json_serializer=_json_dumps)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -108,7 +122,7 @@ def _engine(url: str) -> Engine:
     if backend == "postgresql":
         if u.get_driver_name() != "psycopg":
             u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is what the serve extra installs
-        return create_engine(u, pool_pre_ping=True)
+        return create_engine(u, pool_pre_ping=True, json_serializer=_json_dumps)
     raise ConfigError(f"db_url: database {backend!r} is not supported (URL {_safe_url(url)}); use "
                       "sqlite:///path/serve.db or postgresql+psycopg://user:password@host:5432/dbname.")
 
@@ -260,21 +274,28 @@ class Store(RegistryMixin):
         name, scope_t = _check_name(name), _check_scopes(scopes)
         _check_limit("rate_per_minute", rate_per_minute)
         _check_limit("quota", quota)
-        with self._write() as c:
-            old = c.execute(select(api_keys.c.revoked).where(api_keys.c.name == name)).first()
-            if old is not None:
-                state = "a revoked key" if old.revoked else "a key"
-                raise ConflictError(f"key name {name!r} is taken by {state}; names stay unique so logs stay "
-                                    "unambiguous. Choose another name.")
-            while True:
-                raw = KEY_PREFIX + secrets.token_urlsafe(32)
-                prefix = raw[: len(KEY_PREFIX) + _LOOKUP_CHARS]
-                if c.execute(select(api_keys.c.id).where(api_keys.c.prefix == prefix)).first() is None:
-                    break  # a clash of 48 random bits: practically never; draw again
-            c.execute(api_keys.insert().values(
-                name=name, prefix=prefix, key_hash=hash_key(raw), scopes=",".join(scope_t),
-                rate_per_minute=rate_per_minute, quota=quota, used=0, revoked=False, created_at=utcnow()))
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = raw[: len(KEY_PREFIX) + _LOOKUP_CHARS]
+        digest = hash_key(raw)  # slow on purpose: computed before the write lock is taken
+        try:
+            with self._write() as c:
+                self._name_free(c, name)
+                c.execute(api_keys.insert().values(
+                    name=name, prefix=prefix, key_hash=digest, scopes=",".join(scope_t),
+                    rate_per_minute=rate_per_minute, quota=quota, used=0, revoked=False, created_at=utcnow()))
+        except IntegrityError as e:  # another process created this name meanwhile (or, 2^-48, this prefix)
+            with self._read() as c:
+                self._name_free(c, name)
+            raise ConflictError(f"could not store key {name!r}: {e.orig}; try again.") from e
         return raw
+
+    @staticmethod
+    def _name_free(c: Connection, name: str) -> None:
+        old = c.execute(select(api_keys.c.revoked).where(api_keys.c.name == name)).first()
+        if old is not None:
+            state = "a revoked key" if old.revoked else "a key"
+            raise ConflictError(f"key name {name!r} is taken by {state}; names stay unique so logs stay "
+                                "unambiguous. Choose another name.")
 
     def verify_key(self, raw: str) -> ApiKey | None:
         """The key ``raw`` belongs to, or ``None`` when it is unknown, malformed or revoked."""

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
+from sqlalchemy.exc import IntegrityError
 
 from taskfit.errors import ConfigError, NotFoundError
 from taskfit.serve.db_schema import STAGES, ConflictError, ModelVersion, model_versions, utcnow
@@ -85,9 +86,13 @@ class RegistryMixin:
                 if r.version == version:
                     raise ConflictError(f"model {name!r} version {version!r} is registered already (stage "
                                         f"{r.stage}, path {r.path}); register a new version string instead.")
-            c.execute(model_versions.insert().values(
-                name=name, version=version, path=str(path), stage="staging", metrics=dict(metrics or {}),
-                created_at=now))
+            try:
+                c.execute(model_versions.insert().values(
+                    name=name, version=version, path=str(path), stage="staging", metrics=dict(metrics or {}),
+                    created_at=now))
+            except IntegrityError as e:  # registered by another process a moment ago
+                raise ConflictError(f"model {name!r} version {version!r} is registered already; register a new "
+                                    "version string instead.") from e
             if stage == "production":
                 _to_production(c, rows + list(c.execute(select(model_versions).where(
                     _MV.name == name, _MV.version == version))), version)

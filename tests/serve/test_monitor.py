@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -96,7 +97,7 @@ def test_rules_are_checked_against_the_model():
     with pytest.raises(ConfigError, match=r"monitor.rules.0.label: 'angry' is not a label of model 'news'; "
                                           r"expected one of \['negative', 'neutral', 'positive'\]"):
         Monitor("news", MonitorConfig(rules=[{**NEG_RULE, "label": "angry"}]), None, LABELS, None)
-    with pytest.raises(ValueError, match="rule 'x' .label_share. needs a threshold"):
+    with pytest.raises(ValueError, match=r"rule 'x' \(label_share\) needs a threshold"):
         MonitorConfig(rules=[{"name": "x", "kind": "label_share", "label": "negative"}])
     with pytest.raises(ValueError, match="KS needs a numeric feature"):
         MonitorConfig(rules=[{"name": "x", "kind": "drift_ks", "feature": "language"}])
@@ -105,7 +106,7 @@ def test_rules_are_checked_against_the_model():
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[dict] = []
+    bodies: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         n = int(self.headers["Content-Length"])

@@ -244,24 +244,31 @@ def retrain_run(run_dir: str | Path, store: Store, *, model: str | None = None, 
         pred = Predictor.load(path)
         for split, file in (("old_test", "old_test.csv"), ("new_test", "feedback_test.csv")):
             scores[split][when] = float(pred.evaluate_file(data / file)[metric])
-    passed, reason = gate(scores["old_test"]["before"], scores["old_test"]["after"], tolerance)
-    report: dict[str, Any] = {
-        "model": name, "source_run": str(source.resolve()), "new_run": str(out.resolve()), "metric": metric,
-        "tolerance": tolerance, "rows": state["rows"], "replay": state["replay"],
-        "scores": {k: {**v, "delta": v["after"] - v["before"]} for k, v in scores.items()},
-        "gate": "pass" if passed else "fail", "reason": reason, "promoted": None,
-        "created": datetime.now(UTC).isoformat(timespec="seconds")}
-    if passed and promote:
-        version = _next_version(store, name)
-        store.register_model(name, version, str((out / "model").resolve()), stage="staging",
-                             metrics={"old_test": scores["old_test"]["after"], "new_test": scores["new_test"]["after"],
-                                      "metric": metric})
-        store.promote(name, version)
-        report["promoted"] = version
-    report["decision"] = ("promoted" if report["promoted"] else "refused" if promote
-                          else "gate passed; not promoted (no --promote)" if passed else "gate failed; not promoted")
+    report = {"model": name, "source_run": str(source.resolve()), "new_run": str(out.resolve()),
+              "rows": state["rows"], "replay": state["replay"],
+              **decide(store, name, out / "model", scores, metric, tolerance, promote)}
     atomic_write_json(out / REPORT_FILE, report)
     return RetrainResult(out, report)
+
+
+def decide(store: Store, name: str, model_dir: Path, scores: dict[str, dict[str, float]], metric: str,
+           tolerance: float, promote: bool) -> dict[str, Any]:
+    """Apply the gate to before/after ``scores`` (``{"old_test": {"before", "after"}, "new_test": {...}}``) and,
+    when it passes and ``promote`` is set, register ``model_dir`` as the next version of ``name`` and promote
+    it; a failing gate leaves the registry untouched. Returns the report's decision fields."""
+    passed, reason = gate(scores["old_test"]["before"], scores["old_test"]["after"], tolerance)
+    promoted = None
+    if passed and promote:
+        promoted = _next_version(store, name)
+        store.register_model(name, promoted, str(model_dir.resolve()), stage="staging",
+                             metrics={"metric": metric, **{k: v["after"] for k, v in scores.items()}})
+        store.promote(name, promoted)
+    decision = ("promoted" if promoted else "refused" if promote
+                else "gate passed; not promoted (no --promote)" if passed else "gate failed; not promoted")
+    return {"metric": metric, "tolerance": tolerance,
+            "scores": {k: {**v, "delta": v["after"] - v["before"]} for k, v in scores.items()},
+            "gate": "pass" if passed else "fail", "reason": reason, "promoted": promoted, "decision": decision,
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def _next_version(store: Store, name: str) -> str:

@@ -37,8 +37,16 @@ import numpy as np
 import torch
 
 from taskfit.compress.distill_core import distill_task, layer_student, teacher_logits, with_teacher
-from taskfit.compress.distill_pool import LABEL_COLUMN, PROBS_COLUMN, DEFAULT_PROMPT, label_pool, soft_logits
-from taskfit.compress.distill_pool import check_pool, resolve_labels, teacher_kind
+from taskfit.compress.distill_pool import (
+    DEFAULT_PROMPT,
+    LABEL_COLUMN,
+    PROBS_COLUMN,
+    check_pool,
+    label_pool,
+    resolve_labels,
+    soft_logits,
+    teacher_kind,
+)
 from taskfit.compress.distill_report import finish_run
 from taskfit.config import Recipe, load_recipe, parse_recipe
 from taskfit.errors import ConfigError, DataError, IncompatibleError

@@ -147,7 +147,7 @@ def layer_student(teacher: torch.nn.Module, keep: int) -> tuple[torch.nn.Module,
     The student is built from the teacher's config with ``num_hidden_layers = keep`` (so it saves and loads as
     an ordinary model of that size) and gets the teacher's weights with a strict state-dict load.
     """
-    cfg = copy.deepcopy(teacher.config)  # type: ignore[union-attr]
+    cfg: Any = copy.deepcopy(teacher.config)
     total = int(cfg.num_hidden_layers)
     if keep >= total:
         raise IncompatibleError(f"--layers {keep} is not fewer than the teacher's {total} layers; give a number "

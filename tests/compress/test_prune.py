@@ -121,7 +121,7 @@ def test_pruned_model_saves_and_reloads_exactly(tiny_run: Path, tmp_path: Path) 
     save_pruned(model, tmp_path / "heads")
     assert json.loads((tmp_path / "heads" / "config.json").read_text())["taskfit_heads_per_layer"] == [1, 2]
     # plain transformers would re-initialise the smaller layers at random: it must find no weights instead
-    with pytest.raises(OSError, match="model.safetensors"):
+    with pytest.raises(OSError, match=r"model\.safetensors"):
         AutoModelForSequenceClassification.from_pretrained(tmp_path / "heads")
     again = load_pruned(tmp_path / "heads")
     assert torch.equal(_logits(again, tiny_run), _logits(model, tiny_run))
@@ -162,7 +162,6 @@ def test_magnitude_pruning_hits_the_sparsity_exactly(tiny_run: Path, scope: str)
 def _build(run: Path, method: str, dest: Path, progress: Any = None, **options: Any) -> dict[str, Any]:
     """A registered method's build, without the before/after measurement (that is compress_run's)."""
     from taskfit.compress.methods import COMPRESSORS, BuildContext
-
     from taskfit.compress.run import WEIGHT_FILES
 
     comp = COMPRESSORS.get(method)
@@ -202,7 +201,7 @@ def test_bad_requests_name_the_value(tiny_run: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"--sparsity for prune-heads must be in \[0, 1\) .*got 1\.5"):
         compress_run(tiny_run, "prune-heads", options={"sparsity": 1.5})
-    with pytest.raises(ConfigError, match="--recovery-steps must be a whole number ≥ 0 .*got -2"):
+    with pytest.raises(ConfigError, match=r"--recovery-steps must be a whole number ≥ 0 .*got -2"):
         compress_run(tiny_run, "prune-ffn", options={"recovery_steps": -2})
     with pytest.raises(ConfigError, match="--importance must be one of taylor, magnitude; got 'random'"):
         compress_run(tiny_run, "prune-ffn", options={"importance": "random"})
@@ -212,7 +211,7 @@ def test_bad_requests_name_the_value(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(IncompatibleError, match="this run is 'ner'"):
         check_task("ner", "prune-heads")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(IncompatibleError, match="edits BERT-style encoder layers .*this model is 'gpt2'"):
+    with pytest.raises(IncompatibleError, match=r"edits BERT-style encoder layers .*this model is 'gpt2'"):
         P.check_model(tmp_path, "prune-heads")
     with pytest.raises(IncompatibleError, match="holds no adapter to merge: its model/ is plain transformers weights "
                                                 "\\(method 'full'"):

@@ -282,9 +282,14 @@ def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "plain.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+    assert (tmp_path / "plain.db").stat().st_mode & 0o777 == 0o600  # owner only: key hashes, request log
 
 
 def test_bad_urls_are_explained(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    with pytest.raises(ConfigError, match=r"db_url: cannot open database sqlite:///.*notes.txt \(file is not a "
+                                          r"database\)"):
+        Store(f"sqlite:///{tmp_path / 'notes.txt'}")
     with pytest.raises(ConfigError, match=r"db_url: database 'mysql' is not supported"):
         Store("mysql://u:p@localhost/db")
     with pytest.raises(ConfigError, match=r"db_url: the folder .*missing.* does not exist"):

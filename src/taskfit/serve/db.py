@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, create_engine, event, func, inspect, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy import Connection, Row, func, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from taskfit.errors import ConfigError, IncompatibleError, NotFoundError
+from taskfit.serve.db_engine import make_engine, safe_url
 from taskfit.serve.db_registry import RegistryMixin
 from taskfit.serve.db_schema import (
     SCHEMA_VERSION,
@@ -59,72 +57,6 @@ __all__ = ["SCOPES", "STAGES", "Alert", "ApiKey", "ConflictError", "Feedback", "
 KEY_PREFIX = "tfk_"
 _LOOKUP_CHARS = 8  # characters after "tfk_" stored in clear to find the row
 _PG_SCHEMA_LOCK = 7_311_001  # advisory lock id: two processes opening a new PostgreSQL database queue on it
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays (model outputs, metrics) as plain numbers and lists."""
-    for attr in ("tolist", "item"):
-        if hasattr(value, attr):
-            return getattr(value, attr)()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _json_dumps(value: Any) -> str:
-    # ensure_ascii=False: Chinese labels and texts stay readable in the database
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
-
-
-def _safe_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
-def _engine(url: str) -> Engine:
-    """An engine for ``url`` (a bare file path means SQLite), with SQLite tuned for one writer and many readers."""
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    try:
-        u = make_url(url)
-    except ArgumentError as e:
-        raise ConfigError(f"db_url: {url!r} is not a database URL ({e}); expected sqlite:///path/serve.db or "
-                          "postgresql+psycopg://user:password@host:5432/dbname.") from e
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        memory = u.database in (None, "", ":memory:")
-        if not memory:
-            parent = Path(str(u.database)).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise ConfigError(f"db_url: the folder {str(parent)!r} of SQLite database {u.database!r} does not "
-                                  "exist; create it or give another path.")
-        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=StaticPool if memory else None, json_serializer=_json_dumps)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit, deferred one
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them
-            cur.execute("PRAGMA busy_timeout=30000")  # wait for a lock instead of failing at once
-            cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commits
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes can
-            # fail with "database is locked" without waiting when another writer got in between
-            write = conn.get_execution_options().get("taskfit_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
-    if backend == "postgresql":
-        if u.get_driver_name() != "psycopg":
-            u = u.set(drivername="postgresql+psycopg")  # psycopg 3 is what the serve extra installs
-        return create_engine(u, pool_pre_ping=True, json_serializer=_json_dumps)
-    raise ConfigError(f"db_url: database {backend!r} is not supported (URL {_safe_url(url)}); use "
-                      "sqlite:///path/serve.db or postgresql+psycopg://user:password@host:5432/dbname.")
 
 
 def _key(row: Row[Any]) -> ApiKey:
@@ -189,17 +121,17 @@ class Store(RegistryMixin):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = _engine(url)
+        self._engine = make_engine(url)
         # an in-memory SQLite database is one connection shared by all threads: take turns on it
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if isinstance(self._engine.pool, StaticPool) else nullcontext())
         self._verified: dict[str, tuple[bytes, str]] = {}  # prefix -> (sha256 of raw key, stored hash)
         try:
             self._open_schema()
-        except OperationalError as e:
+        except DBAPIError as e:  # server down, bad credentials, a file that is not a database
             self._engine.dispose()
             reason = " ".join(str(e.orig).split())  # the driver's message, on one line
-            raise ConfigError(f"db_url: cannot open database {_safe_url(url)} ({reason}); check that the server "
+            raise ConfigError(f"db_url: cannot open database {safe_url(url)} ({reason}); check that the server "
                               "runs and that the URL's host, port, user, password and database are right.") from e
         except BaseException:
             self._engine.dispose()
@@ -208,7 +140,7 @@ class Store(RegistryMixin):
     @property
     def display_url(self) -> str:
         """The URL with any password hidden (for messages and logs)."""
-        return _safe_url(self.url)
+        return safe_url(self.url)
 
     @property
     def dialect(self) -> str:
@@ -248,7 +180,7 @@ class Store(RegistryMixin):
                 found = c.execute(select(schema_info.c.version).where(schema_info.c.id == 1)).scalar()
             if found is not None and found > SCHEMA_VERSION:
                 raise IncompatibleError(
-                    f"database {_safe_url(self.url)} has schema version {found}, written by a newer taskfit; this "
+                    f"database {safe_url(self.url)} has schema version {found}, written by a newer taskfit; this "
                     f"taskfit reads up to version {SCHEMA_VERSION}. Upgrade taskfit (pip install -U taskfit) or use "
                     "another database.")
             metadata.create_all(c)

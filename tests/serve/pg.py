@@ -9,9 +9,11 @@ done).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -85,6 +87,8 @@ class PgServer:
             raise RuntimeError(f"pg_ctl start failed:\n{start.stdout}\n{start.stderr}\n{log}")
 
     def stop(self) -> None:
+        if not self.base.exists():
+            return
         stopped = self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         pid_file = self.data / "postmaster.pid"
         if stopped.returncode != 0 and pid_file.exists():  # pg_ctl failed: end the postmaster by its own pid
@@ -107,6 +111,12 @@ def _acquire() -> PgServer:
         base = Path(tempfile.mkdtemp(prefix="taskfit-pg-"))
         as_user: list[str] = []
         if os.geteuid() == 0:  # the server refuses to run as root
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(base, ignore_errors=True)
+                pytest.skip("running as root and there is no 'postgres' user to run the PostgreSQL server as "
+                            "(the server refuses root): create one (useradd postgres) or run as another user")
             shutil.chown(base, "postgres", "postgres")
             as_user = ["runuser", "-u", "postgres", "--"]
         (base / "sock").mkdir()
@@ -119,6 +129,7 @@ def _acquire() -> PgServer:
             server.stop()
             raise
         _server = server
+        atexit.register(server.stop)  # also when the session dies before fixture teardown (idempotent)
     _server.users += 1
     return _server
 

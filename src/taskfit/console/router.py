@@ -113,7 +113,7 @@ def console_router(runs: str | Path, store: Any, auth: Any, jobs: JobManager | N
     # ---- runs --------------------------------------------------------------------------------------
     @router.get("/v1/console/runs", tags=["console"], dependencies=admin, summary="Every run, newest first.")
     def list_runs() -> dict[str, Any]:
-        rows = runs_dir.list()
+        rows = runs_dir.rows()
         for job in jobs.jobs.values():  # a run the console started knows better whether it still runs
             for row in rows:
                 if row["name"] == job.run and job.status() != "finished":

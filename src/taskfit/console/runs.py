@@ -173,7 +173,7 @@ class RunsDir:
                 "method": method or "full", "metric": metric_name, "value": metric_value, "split": split,
                 "time": created, "train_s": (results.get("timing") or {}).get("train_s"), "status": status}
 
-    def list(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, Any]]:
         """Every run's summary, newest first."""
         rows = [self.summary(n) for n in self.names()]
         return sorted(rows, key=lambda r: r["time"] or "", reverse=True)
@@ -240,7 +240,7 @@ class RunsDir:
         unique = list(dict.fromkeys(names))
         if len(unique) < 2:
             raise ConfigError(f"compare needs two or more different runs, got {unique!r}; pass ?runs=A&runs=B.")
-        runs = []
+        runs: list[dict[str, Any]] = []
         for n in unique:
             run = self.path(n)
             results = _read_json(run / "results.json") or {}
@@ -249,7 +249,7 @@ class RunsDir:
                          "metrics": _scalars(results.get(split)),
                          "timing": _scalars(results.get("timing")),
                          "history": read_history(run / "metrics.jsonl")})
-        keys = [k for k in dict.fromkeys(k for r in runs for k in r["metrics"])]
+        keys = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
         table = [{"metric": k, "values": [r["metrics"].get(k) for r in runs]} for k in keys]
         return {"runs": runs, "table": table}
 

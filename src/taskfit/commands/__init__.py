@@ -8,7 +8,7 @@ import importlib
 import typer
 
 # One entry per command module of this package (taskfit.commands.<name>).
-COMMAND_MODULES: tuple[str, ...] = ("audit", "compress", "distill", "explain", "attack", "federate", "pii", "retrain")
+COMMAND_MODULES: tuple[str, ...] = ("audit", "compress", "distill", "explain", "attack", "federate", "pii", "retrain", "console")
 
 
 def register_all(app: typer.Typer) -> None:

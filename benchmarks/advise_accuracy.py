@@ -1,0 +1,208 @@
+"""How close are `taskfit advise` estimates to real runs? (the advise issue's acceptance check: within ±30 %).
+
+1. `taskfit profile` (the library call) for the options the cases need, on this machine, measured afresh.
+2. For each case (task, data, rows, model, method): tokens per row counted on the real rows with the model's
+   tokenizer (as `taskfit advise --data` does), then `advise` estimates training-step time and peak training
+   memory for 1 epoch.
+3. The real run: `train_recipe` in a fresh process with the same rows, batch size, precision and epochs. Measured
+   training time = the loop's ``train_seconds`` (optimizer steps only; validation and checkpoint writes are
+   excluded on both sides); measured memory = peak resident memory at the end of the training loop (VmHWM, read
+   in the loop's ``Progress.stop``) minus resident memory before ``train_recipe`` started — the same definition
+   as the profile's (peak minus resident memory after imports).
+
+Prints a table (estimated, measured, ratio) and writes ``benchmarks/results/advise_accuracy.json``.
+
+    python benchmarks/advise_accuracy.py                      # ~3-5 minutes on the 2-core CPU
+    python benchmarks/advise_accuracy.py --write-reference    # profile every packaged text model, all methods and
+                                                              # precisions, and regenerate advise/reference.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pprint
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "advise_accuracy.json"
+REFERENCE_PY = ROOT / "src" / "taskfit" / "advise" / "reference.py"
+
+#: (name, dataset, rows, max_length, model, method, languages)
+CASES = (
+    ("bbc-minilm-full", "bbc_news", 500, 128, "all-MiniLM-L6-v2", "full", ("en",)),
+    ("bbc-minilm-lora-64", "bbc_news", 500, 64, "all-MiniLM-L6-v2", "lora", ("en",)),
+    ("zh-e5-lora", "zh_sentiment", 500, 128, "multilingual-e5-small", "lora", ("zh",)),
+)
+PRECISION = "bf16"  # what train.precision=auto picks on this CPU (AVX-512-BF16); stated in the output
+
+DRIVER = r"""
+import json, sys, time
+from pathlib import Path
+from taskfit.advise.probe import rss_mb
+from taskfit.config import parse_recipe
+from taskfit.pipeline import train_recipe
+from taskfit.train import Progress
+
+class Steps(Progress):
+    # The loop calls step() right after each optimiser step, before any validation or checkpoint write, so
+    # the span start() .. last step() is the training steps alone, in wall-clock and in CPU seconds.
+    t = {}
+    def start(self, total, done):
+        Steps.t.update(wall0=time.perf_counter(), cpu0=time.process_time(), peak=0.0)
+    def step(self, step, loss, lr, rate):
+        Steps.t.update(wall=time.perf_counter(), cpu=time.process_time(), peak=rss_mb("VmHWM"))
+
+recipe = parse_recipe(json.loads(Path(sys.argv[1]).read_text()))
+base = rss_mb()
+t0 = time.perf_counter()
+s = train_recipe(recipe, progress=Steps())
+t = Steps.t
+print(json.dumps({"train_s": s.train.train_seconds, "steps": s.train.steps, "samples": s.train.samples_seen,
+                  "span_s": t["wall"] - t["wall0"], "cpu_s": t["cpu"] - t["cpu0"],
+                  "tokens": s.train.tokens_seen, "precision": s.train.precision, "wall_s": time.perf_counter() - t0,
+                  "peak_mb": t["peak"] - base, "base_mb": base,
+                  "accuracy": (s.test_metrics or {}).get("accuracy")}))
+"""
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def real_run(csv: Path, case: tuple[Any, ...], tmp: Path) -> dict[str, Any]:
+    name, _, _, max_length, model, method, _ = case
+    recipe = {"task": "text_classification", "data": {"train": str(csv), "max_length": max_length},
+              "model": {"name": model}, "method": {"name": method},
+              "train": {"epochs": 1, "batch_size": 32, "precision": PRECISION, "lr": 1e-4, "seed": 0},
+              "output": {"dir": str(tmp / "runs"), "name": name, "overwrite": True}}
+    spec = tmp / f"{name}.json"
+    spec.write_text(json.dumps(recipe), encoding="utf-8")
+    res = subprocess.run([sys.executable, "-c", DRIVER, str(spec)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"training {name} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run_cases(steps: int) -> dict[str, Any]:
+    from taskfit.advise import ProfileSettings, Workload, advise, run_profile
+    from taskfit.advise.estimate import train_seconds
+    from taskfit.advise.tokens import data_tokens
+    from taskfit.data.packaged import write_dataset
+
+    out: dict[str, Any] = {"load_start": load(), "precision": PRECISION, "cases": []}
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="advise-acc-") as d:
+        tmp = Path(d)
+        models = sorted({c[4] for c in CASES})
+        methods = sorted({c[5] for c in CASES})
+        t0 = time.perf_counter()
+        wanted = {(c[4], c[5]) for c in CASES}
+        prof_path = tmp / "profile.json"
+        doc: dict[str, Any] = {}
+        for model, method in sorted(wanted):  # only the options the cases use (not the full product)
+            run = run_profile([model], [method], [PRECISION], out=prof_path, settings=ProfileSettings(steps=steps),
+                              force=False)
+            doc = run.doc
+            if run.failed:
+                raise SystemExit(f"profile failed: {run.failed}")
+        out["profile_s"] = round(time.perf_counter() - t0, 1)
+        out["machine"] = doc["machine"]
+        out["profile"] = doc
+        print(f"profiled {len(doc['options'])} options of {models} × {methods} in {out['profile_s']} s "
+              f"(load {load()})", flush=True)
+        for case in CASES:
+            name, dataset, rows, max_length, model, method, langs = case
+            csv = write_dataset(dataset, tmp / f"{dataset}-{rows}.csv", n=rows, seed=0)
+            counted = data_tokens(csv, "text", [model], max_length=max_length)
+            work = Workload("text_classification", counted.rows, None, langs, epochs=1.0, batch_size=32,
+                            tokens=dict(counted.mean), longest=dict(counted.longest))
+            one = {"options": {k: v for k, v in doc["options"].items() if k.startswith(f"{model}|{method}|")},
+                   "settings": doc["settings"], "machine": doc["machine"]}
+            advice = advise(work, one)
+            opt = (advice.ranked or advice.rejected)[0]
+            measured = real_run(csv, case, tmp)
+            est = opt.estimate
+            _, est_cpu, _ = train_seconds(one["options"][f"{model}|{method}|{PRECISION}"], work, "cpu_s")
+            row = {"case": name, "model": model, "method": method, "rows": rows, "train_rows": work.train_rows,
+                   "max_length": max_length, "mean_tokens": round(counted.mean[model], 1),
+                   "longest": counted.longest[model], "est_steps": est.steps, "steps": measured["steps"],
+                   "est_train_s": round(est.train_s, 2), "train_s": round(measured["train_s"], 2),
+                   "time_ratio": round(est.train_s / measured["train_s"], 3),
+                   "est_cpu_s": round(est_cpu, 2), "cpu_s": round(measured["cpu_s"], 2),
+                   "cpu_ratio": round(est_cpu / measured["cpu_s"], 3),
+                   "est_peak_mb": round(est.peak_mb, 1), "peak_mb": round(measured["peak_mb"], 1),
+                   "memory_ratio": round(est.peak_mb / measured["peak_mb"], 3),
+                   "est_total_s": round(est.total_s, 1), "wall_s": round(measured["wall_s"], 1),
+                   "precision": measured["precision"], "test_accuracy": measured["accuracy"], "load": load()}
+            out["cases"].append(row)
+            print(f"{name}: est {row['est_train_s']} s vs {row['train_s']} s; est {row['est_peak_mb']} MB vs "
+                  f"{row['peak_mb']} MB (load {row['load']})", flush=True)
+    out["total_s"] = round(time.perf_counter() - t_all, 1)
+    out["load_end"] = load()
+    out["within_30pct"] = all(0.7 <= c["time_ratio"] <= 1.3 and 0.7 <= c["memory_ratio"] <= 1.3
+                              for c in out["cases"])
+    out["within_30pct_cpu_time"] = all(0.7 <= c["cpu_ratio"] <= 1.3 for c in out["cases"])
+    return out
+
+
+def print_table(out: dict[str, Any]) -> None:
+    head = ("case", "steps est/real", "train s est", "train s real", "ratio", "CPU s est", "CPU s real", "ratio",
+            "peak MB est", "peak MB real", "ratio", "wall s est/real")
+    print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for c in out["cases"]:
+        print(f"| {c['case']} | {c['est_steps']}/{c['steps']} | {c['est_train_s']} | {c['train_s']} | "
+              f"{c['time_ratio']} | {c['est_cpu_s']} | {c['cpu_s']} | {c['cpu_ratio']} | "
+              f"{c['est_peak_mb']} | {c['peak_mb']} | {c['memory_ratio']} | {c['est_total_s']}/{c['wall_s']} |")
+    print(f"\nwall-clock time and memory within ±30%: {out['within_30pct']}; CPU time within ±30%: "
+          f"{out['within_30pct_cpu_time']}; load {out['load_start']} → {out['load_end']}; "
+          f"{out['total_s']} s in all; machine {out['machine']['cpu']} ({out['machine']['cpu_cores']} cores)")
+
+
+def write_reference(steps: int) -> None:
+    """Profile every installed packaged text model × method × precision and regenerate advise/reference.py."""
+    from taskfit.advise import ProfileSettings, run_profile
+    from taskfit.advise.profile import default_models
+
+    path = ROOT / "benchmarks" / "out" / "advise-reference-profile.json"
+    load0 = load()
+    run = run_profile(default_models(), ["full", "lora", "frozen"], ["fp32", "bf16"], out=path,
+                      settings=ProfileSettings(steps=steps),
+                      on_option=lambda key, state: print(f"{key}: {state} (load {load()})", flush=True))
+    doc = dict(run.doc)
+    doc["machine"] = {**doc["machine"], "host": "taskfit reference machine", "load_during_profile": [load0, load()]}
+    src = ('"""Reference figures: a `taskfit profile` table measured on the project\'s 2-core CPU machine.\n\n'
+           "Used by ``taskfit advise`` when this machine has no profile; the advice then says \"not profiled on this\n"
+           "machine\". Generated by ``python benchmarks/advise_accuracy.py --write-reference`` (do not edit).\n"
+           '"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n'
+           f"REFERENCE: dict[str, Any] = {pprint.pformat(doc, width=110, sort_dicts=False)}\n")
+    REFERENCE_PY.write_text(src, encoding="utf-8")
+    print(f"wrote {REFERENCE_PY} ({len(doc['options'])} options; failed: {run.failed or 'none'})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3, help="timed profile steps per batch shape")
+    ap.add_argument("--write-reference", action="store_true", help="regenerate the built-in reference profile")
+    args = ap.parse_args()
+    if args.write_reference:
+        write_reference(args.steps)
+        return
+    out = run_cases(args.steps)
+    print_table(out)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

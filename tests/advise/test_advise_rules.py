@@ -1,0 +1,214 @@
+"""`taskfit advise` on a constructed profile: ranking by the objective, constraints (latency, language, budget,
+memory), the stated linear scalings, quality adjustment by rows, and bad-input messages."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from conftest import run_taskfit
+from taskfit.advise import Constraints, Workload, advise, select_profile
+from taskfit.advise.estimate import eval_seconds, fit_steps, latency_ms, peak_memory_mb, train_seconds
+from taskfit.advise.quality import MEASURED, adjust
+from taskfit.errors import ConfigError
+
+SETTINGS = {"steps": 2, "rows": 32, "lengths": [16, 128], "infer_lengths": [16, 128], "infer_rows": 32,
+            "infer_length": 64, "infer_calls": 3, "threads": None}
+SHAPES = {"all-MiniLM-L6-v2": (22_700_000, 6, 384, 12), "multilingual-e5-small": (117_700_000, 12, 384, 12),
+          "SmolLM2-135M-Instruct": (134_500_000, 30, 576, 9)}
+KINDS = {"all-MiniLM-L6-v2": "encoder", "multilingual-e5-small": "encoder", "SmolLM2-135M-Instruct": "causal_lm"}
+
+
+def entry(model: str, method: str, fixed: float, per_token: float, latency: tuple[float, float],
+          peak: float = 900.0, precision: str = "bf16") -> dict[str, Any]:
+    """A profile entry whose step times lie exactly on ``fixed + per_token × tokens``."""
+    params, layers, hidden, heads = SHAPES[model]
+    trainable = params if method == "full" else 100_000
+    return {"model": model, "method": method, "precision": precision, "precision_used": precision,
+            "kind": KINDS[model], "task": "text_classification", "device": "cpu", "threads": 2, "load_s": 1.0,
+            "warmup_extra_s": 0.5,
+            "shape": {"params": params, "trainable": trainable, "layers": layers, "hidden": hidden, "heads": heads},
+            "train": [{"rows": 32, "length": n, "tokens": 32 * n, "step_s": fixed + per_token * 32 * n}
+                      for n in (16, 128)],
+            "train_peak_mb": peak, "base_rss_mb": 400.0,
+            "inference": {"latency_ms": {"16": latency[0], "128": latency[1]}, "throughput_rows_s": 100.0,
+                          "throughput_shape": [32, 64]}}
+
+
+@pytest.fixture()
+def profile() -> dict[str, Any]:
+    entries = [
+        entry("all-MiniLM-L6-v2", "full", 0.02, 2e-4, (4.0, 12.0)),
+        entry("all-MiniLM-L6-v2", "lora", 0.01, 1.5e-4, (4.0, 12.0), peak=600.0),
+        entry("all-MiniLM-L6-v2", "frozen", 0.005, 0.7e-4, (4.0, 12.0), peak=300.0),
+        entry("multilingual-e5-small", "full", 0.3, 6e-4, (9.0, 30.0), peak=2500.0),
+        entry("multilingual-e5-small", "lora", 0.05, 4e-4, (9.0, 30.0), peak=1200.0),
+        entry("SmolLM2-135M-Instruct", "lora", 0.1, 2e-3, (20.0, 60.0), peak=3000.0),
+    ]
+    return {"version": 1, "machine": {"cpu": "test cpu", "cpu_cores": 2, "torch_threads": 2, "gpu": None},
+            "settings": SETTINGS,
+            "options": {f"{e['model']}|{e['method']}|{e['precision']}": e for e in entries}}
+
+
+def names(options: list[Any]) -> list[tuple[str, str]]:
+    return [(o.model, o.method) for o in options]
+
+
+def test_ranks_by_quality_from_measured_results(profile):
+    work = Workload("text_classification", 2000, 5, ("en",))
+    adv = advise(work, profile)
+    # MiniLM's three methods have measured English accuracies (each carried to 1,600 train rows); e5 has none
+    rated = [o for o in adv.ranked if o.quality is not None]
+    assert names(rated) == [("all-MiniLM-L6-v2", m) for m in ("lora", "full", "frozen")] or len(rated) == 3
+    assert [o.quality.value for o in rated] == sorted((o.quality.value for o in rated), reverse=True)
+    for o in rated:
+        measured = next(x for x in MEASURED if (x.model, x.method, x.language) == (o.model, o.method, "en"))
+        assert o.quality.value == adjust(measured, work.train_rows, 5)[0]
+    assert adv.ranked[len(rated):] and all(o.quality is None for o in adv.ranked[len(rated):])
+    assert {o.model for o in adv.ranked[len(rated):]} == {"multilingual-e5-small"}
+    # SmolLM2 is a causal LM: it cannot train a classifier
+    smol = [o for o in adv.rejected if o.model == "SmolLM2-135M-Instruct"]
+    assert smol and "needs a encoder model" in smol[0].rejected
+    assert adv.source == "profile" and not adv.notes
+
+
+def test_ranks_by_time_and_latency(profile):
+    work = Workload("text_classification", 2000, 5, ("en",))
+    by_time = advise(work, profile, objective="time").ranked
+    assert [o.estimate.total_s for o in by_time] == sorted(o.estimate.total_s for o in by_time)
+    assert names(by_time)[0] == ("all-MiniLM-L6-v2", "frozen")
+    by_latency = advise(work, profile, objective="latency").ranked
+    assert [o.estimate.latency_ms for o in by_latency] == sorted(o.estimate.latency_ms for o in by_latency)
+
+
+def test_language_constraint(profile):
+    adv = advise(Workload("text_classification", 2000, 2, ("zh", "en")), profile)
+    assert {o.model for o in adv.ranked} == {"multilingual-e5-small"}
+    minilm = [o for o in adv.rejected if o.model == "all-MiniLM-L6-v2"]
+    assert len(minilm) == 3 and all(o.rejected == "all-MiniLM-L6-v2 does not cover zh (it covers en)" for o in minilm)
+    # the measured Chinese result (e5 full, 0.818 at 1,200 rows) ranks e5 full above e5 lora (not measured)
+    assert names(adv.ranked)[0] == ("multilingual-e5-small", "full")
+
+
+def test_latency_constraint_and_int8_rescue(profile):
+    work = Workload("text_classification", 2000, 5, ("en",), tokens=64.0)
+    # MiniLM at 64 tokens: 4 + 8 × 48/112 = 7.43 ms; e5: 9 + 21 × 48/112 = 18 ms
+    assert latency_ms(profile["options"]["all-MiniLM-L6-v2|full|bf16"], 64) == pytest.approx(4 + 8 * 48 / 112)
+    adv = advise(work, profile, limits=Constraints(latency_ms=10.0))
+    serve = {o.model: o.serve_as for o in adv.ranked}
+    # MiniLM meets 10 ms eager; e5 (18 ms eager) meets it only as int8 ONNX (18 / 4.58 = 3.9 ms), and says so
+    assert serve == {"all-MiniLM-L6-v2": "eager", "multilingual-e5-small": "onnx-int8"}
+    e5 = next(o for o in adv.ranked if o.model == "multilingual-e5-small")
+    assert any("taskfit compress --method onnx-int8" in r for r in e5.reasons)
+    # 3 ms: MiniLM only as int8 (7.43 / 4.58 = 1.6 ms); e5 (3.9 ms even as int8) is rejected
+    adv = advise(work, profile, limits=Constraints(latency_ms=3.0))
+    assert {o.model: o.serve_as for o in adv.ranked} == {"all-MiniLM-L6-v2": "onnx-int8"}
+    e5 = [o for o in adv.rejected if o.model == "multilingual-e5-small"]
+    assert len(e5) == 2 and all(o.rejected == "latency 18.0 ms > 3 ms" for o in e5)
+
+
+def test_budget_constraints(profile):
+    work = Workload("text_classification", 200_000, 5, ("en",))
+    free = advise(work, profile)
+    hours = {names([o])[0]: o.estimate.total_s / 3600 for o in free.ranked}
+    limit = sorted(hours.values())[1]  # room for the two cheapest only
+    adv = advise(work, profile, limits=Constraints(budget_hours=limit))
+    assert len(adv.ranked) == 2 and all(o.estimate.total_s / 3600 <= limit for o in adv.ranked)
+    assert all("> budget" in o.rejected for o in adv.rejected if o.model != "SmolLM2-135M-Instruct")
+    price = 3.0
+    money = advise(work, profile, objective="cost",
+                   limits=Constraints(budget_money=limit * price, price_per_hour=price))
+    assert set(names(money.ranked)) == set(names(adv.ranked))
+    assert [o.cost for o in money.ranked] == sorted(o.cost for o in money.ranked)
+    assert all(o.cost == pytest.approx(o.estimate.total_s / 3600 * price) for o in money.ranked)
+
+
+def test_memory_constraint(profile):
+    adv = advise(Workload("text_classification", 1000, 5, ("en",)), profile, limits=Constraints(memory_gb=1.2))
+    assert all(o.estimate.process_mb <= 1.2 * 1024 for o in adv.ranked) and adv.ranked
+    assert any(o.rejected and o.rejected.startswith("peak memory") for o in adv.rejected)
+
+
+def test_training_time_is_linear_in_rows_epochs_and_tokens(profile):
+    e = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
+    fit = fit_steps(e["train"])
+    assert fit.fixed == pytest.approx(0.02) and fit.per_token == pytest.approx(2e-4)
+    base = Workload("text_classification", 4000, tokens=40.0)  # 3,200 train rows = 100 batches of 32
+    steps, t1, _ = train_seconds(e, base)
+    assert steps == 300 and base.train_rows == 3200
+    warm = e["warmup_extra_s"]
+    assert t1 - warm == pytest.approx(300 * 0.02 + 2e-4 * 3200 * 3 * 40)
+    _, t2, _ = train_seconds(e, Workload("text_classification", 8000, tokens=40.0))
+    assert t2 - warm == pytest.approx(2 * (t1 - warm))  # twice the rows: twice the time
+    _, t3, _ = train_seconds(e, Workload("text_classification", 4000, epochs=6.0, tokens=40.0))
+    assert t3 - warm == pytest.approx(2 * (t1 - warm))
+    _, t4, _ = train_seconds(e, Workload("text_classification", 4000, tokens=80.0))
+    assert t4 - t1 == pytest.approx(2e-4 * 3200 * 3 * 40)  # the per-token part doubles, the fixed part stays
+    # evaluation runs at the measured forward speed, inversely proportional to tokens per row
+    assert eval_seconds(e, Workload("text_classification", 4000, tokens=32.0)) == pytest.approx(
+        (4 * 400 + 400) / (100.0 * 64 / 32))
+    # retrieval encodes a query and a passage per row: twice the tokens
+    _, tr, _ = train_seconds(e, Workload("retrieval", 4000, tokens=40.0))
+    assert tr - t1 == pytest.approx(2e-4 * 3200 * 3 * 40)
+
+
+def test_memory_follows_the_activation_term(profile):
+    full = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
+    frozen = profile["options"]["all-MiniLM-L6-v2|frozen|bf16"]
+    at_profiled = Workload("text_classification", 1000, longest=128)
+    assert peak_memory_mb(full, at_profiled, 32, 128) == pytest.approx(900.0)
+    short, long_ = (peak_memory_mb(full, Workload("text_classification", 1000, longest=n), 32, 128) for n in (64, 256))
+    assert short < 900.0 < long_
+    assert peak_memory_mb(full, Workload("text_classification", 1000, batch_size=64), 32, 128) > 900.0
+    # a frozen backbone keeps no activations for backward: its measured peak stands
+    assert peak_memory_mb(frozen, Workload("text_classification", 1000, longest=512), 32, 128) == 300.0
+
+
+def test_quality_adjustment_by_rows():
+    m = next(x for x in MEASURED if x.model == "all-MiniLM-L6-v2" and x.method == "full" and x.language == "en")
+    assert adjust(m, m.rows, 5)[0] == pytest.approx(m.value)
+    fewer, more = adjust(m, m.rows // 8, 5)[0], adjust(m, m.rows * 8, 5)[0]
+    assert fewer < m.value < more
+    assert 1 - fewer == pytest.approx((1 - m.value) * 8 ** 0.3)
+    assert adjust(m, 1, 2)[0] == pytest.approx(0.5)  # never worse than chance with 2 labels
+    assert 1 - adjust(m, 10**9, 5)[0] == pytest.approx(0.25 * (1 - m.value))  # nor better than a quarter of the error
+
+
+def test_bad_input_messages(profile, tmp_path):
+    with pytest.raises(ConfigError, match=r"--task: 'sentiment' is not a task; available: .*text_classification"):
+        advise(Workload("sentiment", 100), profile)
+    with pytest.raises(ConfigError, match=r"--rows: must be a positive number of training rows; got 0"):
+        advise(Workload("text_classification", 0), profile)
+    with pytest.raises(ConfigError, match=r"--budget-money needs --price-per-hour"):
+        advise(Workload("text_classification", 100), profile, limits=Constraints(budget_money=10))
+    with pytest.raises(ConfigError, match=r"--objective: 'speed' is not one of quality, time, cost, latency"):
+        advise(Workload("text_classification", 100), profile, objective="speed")
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profile), encoding="utf-8")
+    assert select_profile("cpu", path) == (profile, "profile")
+    with pytest.raises(ConfigError, match=r"--hardware 'TPU-v9': no measured figures for it \(available: "
+                                          r".*p.json: cpu\)"):
+        select_profile("TPU-v9", path)
+    with pytest.raises(ConfigError, match=r"--profile '.*missing.json' does not exist; run `taskfit profile` first"):
+        select_profile(None, tmp_path / "missing.json")
+
+
+def test_cli_reference_json_and_errors(tmp_path):
+    env = {"TASKFIT_CACHE": str(tmp_path / "cache")}  # no profile of this machine: the built-in reference is used
+    res = run_taskfit(["advise", "--task", "text_classification", "--rows", "3000", "--labels", "5",
+                       "--languages", "zh", "--latency-ms", "1000", "--json"], **env)
+    doc = json.loads(res.stdout)
+    assert doc["source"] == "reference"
+    assert doc["notes"][0].startswith("not profiled on this machine — run `taskfit profile`")
+    assert doc["ranked"] and all(o["model"] == "multilingual-e5-small" for o in doc["ranked"])
+    assert all("does not cover zh" in o["rejected"] for o in doc["rejected"] if o["model"] == "all-MiniLM-L6-v2")
+    bad = run_taskfit(["advise", "--task", "nope", "--rows", "-3"], ok=False, **env)
+    assert bad.returncode == 2
+    assert "--task: 'nope' is not a task" in bad.stderr and "--rows: must be a positive number" in bad.stderr
+    hw = run_taskfit(["advise", "--task", "text_classification", "--rows", "10", "--hardware", "A100"], ok=False,
+                     **env)
+    assert hw.returncode == 2 and "--hardware 'A100': no measured figures for it" in hw.stderr
+    assert math.isfinite(doc["ranked"][0]["total_s"])

@@ -1,0 +1,94 @@
+"""`taskfit profile` on a tiny real BERT: the table is written (atomically, after each option), resumes by skipping
+measured options, re-measures when the settings change, and rejects bad options before measuring anything.
+One integration test: `taskfit advise --data` on real BBC rows with the packaged MiniLM's tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_taskfit
+from taskfit.advise import ProfileSettings, Workload, advise, load_profile, run_profile
+from taskfit.advise.profile import check_options
+from taskfit.errors import ConfigError
+
+TINY = ProfileSettings(steps=2, rows=4, lengths=(8, 32), infer_lengths=(8, 32), infer_rows=4, infer_length=16,
+                       infer_calls=2, threads=1)
+
+
+def test_profile_writes_the_table_and_resumes(tiny_model_dir: Path, tmp_path: Path):
+    out = tmp_path / "profile.json"
+    model = str(tiny_model_dir)
+    seen: list[tuple[str, str]] = []
+    run = run_profile([model], ["full", "frozen"], ["fp32"], out=out, settings=TINY,
+                      on_option=lambda key, state: seen.append((key, state)))
+    keys = [f"{model}|full|fp32", f"{model}|frozen|fp32"]
+    assert run.measured == keys and not run.skipped and not run.failed
+    assert [s for _, s in seen] == ["measuring", "done", "measuring", "done"]
+    doc = load_profile(out)
+    assert list(doc["options"]) == keys and doc["settings"] == TINY.as_dict()
+    assert doc["machine"]["cpu_cores"] >= 1 and "cpu" in doc["machine"] and doc["machine"]["torch_threads"] >= 1
+    full, frozen = doc["options"][keys[0]], doc["options"][keys[1]]
+    for e in (full, frozen):
+        assert [s["tokens"] for s in e["train"]] == [4 * 8, 4 * 32]
+        assert all(s["step_s"] > 0 and s["cpu_s"] >= 0 and len(s["step_s_all"]) == 2 for s in e["train"])
+        assert set(e["inference"]["latency_ms"]) == {"8", "32"} and e["inference"]["throughput_rows_s"] > 0
+        assert e["kind"] == "encoder" and e["precision_used"] == "fp32" and e["threads"] == 1
+    # the frozen backbone trains the head only
+    assert frozen["shape"]["trainable"] < full["shape"]["trainable"] == full["shape"]["params"]
+
+    # resume: the two measured options are skipped, only the new one runs
+    again = run_profile([model], ["full", "frozen", "lora"], ["fp32"], out=out, settings=TINY)
+    assert again.skipped == keys and again.measured == [f"{model}|lora|fp32"]
+    doc2 = load_profile(out)
+    assert doc2["options"][keys[0]] == full and len(doc2["options"]) == 3
+    assert not list(tmp_path.glob(".profile.json.*"))  # atomic writes leave no temp files
+
+    # the table feeds advice directly (a local model directory: no language filter applies)
+    adv = advise(Workload("text_classification", 500, 4, ("en",)), doc2, objective="time")
+    assert len(adv.ranked) == 3 and adv.ranked[0].estimate.total_s <= adv.ranked[-1].estimate.total_s
+
+
+def test_profile_remeasures_when_settings_change(tiny_model_dir: Path, tmp_path: Path):
+    out = tmp_path / "p.json"
+    run_profile([str(tiny_model_dir)], ["frozen"], ["fp32"], out=out, settings=TINY)
+    other = ProfileSettings(**{**TINY.__dict__, "lengths": (8, 16)})
+    run = run_profile([str(tiny_model_dir)], ["frozen"], ["fp32"], out=out, settings=other)
+    assert run.measured == [f"{tiny_model_dir}|frozen|fp32"] and not run.skipped
+    assert load_profile(out)["settings"]["lengths"] == [8, 16]
+
+
+def test_profile_rejects_bad_options_before_measuring(tmp_path: Path):
+    with pytest.raises(ConfigError) as err:
+        check_options(["no-such-model", "efficientnet-lite0"], ["full", "qlora"], ["fp16"])
+    msg = str(err.value)
+    assert "--precisions: 'fp16' is not a precision; expected one of fp32, bf16." in msg
+    assert "--methods: 'qlora' is not a tuning method; available: frozen, full, lora." in msg
+    assert "--models: 'no-such-model' is neither a packaged model" in msg
+    assert "--models: 'efficientnet-lite0' is an image model" in msg
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 1}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a taskfit profile"):
+        load_profile(bad)
+    res = run_taskfit(["profile", "--methods", "qlora", "--out", str(tmp_path / "x.json")], ok=False)
+    assert res.returncode == 2 and "'qlora' is not a tuning method" in res.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_advise_counts_tokens_of_real_rows(bbc_csv: Path, tmp_path: Path, minilm_dir: Path):
+    """`--data`: rows and tokens per row come from the file, tokenised by each model of the profile."""
+    from taskfit.advise.tokens import data_tokens
+
+    counted = data_tokens(bbc_csv, "text", ["all-MiniLM-L6-v2"], max_length=128)
+    assert counted.rows == 300 and 0 < counted.mean["all-MiniLM-L6-v2"] <= counted.longest["all-MiniLM-L6-v2"] <= 128
+    res = run_taskfit(["advise", "--task", "text_classification", "--data", str(bbc_csv), "--languages", "en",
+                       "--json"], TASKFIT_CACHE=str(tmp_path))
+    doc = json.loads(res.stdout)
+    assert doc["workload"]["rows"] == 300
+    assert doc["workload"]["tokens"]["all-MiniLM-L6-v2"] == pytest.approx(counted.mean["all-MiniLM-L6-v2"])
+    bad = run_taskfit(["advise", "--task", "text_classification", "--data", str(bbc_csv), "--text-column", "body"],
+                      ok=False, TASKFIT_CACHE=str(tmp_path))
+    assert bad.returncode == 2
+    assert "--text-column 'body' is not a column of the data; columns: text, label" in bad.stderr

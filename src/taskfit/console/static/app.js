@@ -239,7 +239,8 @@ async function comparePage(_, params) {
   const head = el("tr", {}, el("th", {}, "metric"), d.runs.map((r) => el("th", {}, runLink(r.summary.name),
     el("div", { class: "muted" }, `${r.summary.method} · ${r.split}`))));
   const best = (vals, k) => { const nums = vals.filter((v) => typeof v === "number");
-    return nums.length ? (/loss|ece|error|mae|rmse/.test(k) ? Math.min(...nums) : Math.max(...nums)) : null; };
+    if (!nums.length || k === "n") return null;  // a row count is not better or worse
+    return /loss|ece|error|mae|rmse/.test(k) ? Math.min(...nums) : Math.max(...nums); };
   const body = d.table.map((row) => { const b = best(row.values, row.metric);
     return el("tr", {}, el("td", {}, row.metric), row.values.map((v) =>
       el("td", { class: "num" }, v === b && d.runs.length > 1 ? el("b", {}, fmt(v)) : fmt(v)))); });

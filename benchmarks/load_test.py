@@ -53,14 +53,14 @@ def train_run(out: Path) -> Path:
 class Server:
     """`taskfit serve` in its own process group, stopped with SIGTERM (SIGKILL after 30 s)."""
 
-    def __init__(self, run: Path, max_batch: int, out: Path) -> None:
+    def __init__(self, run: Path, max_batch: int, out: Path, threads: int | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (out / f"serve-batch{max_batch}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "taskfit", "serve", str(run), "--name", "news", "--port", str(self.port),
              "--no-keys", "--max-batch", str(max_batch), "--db", f"sqlite:///{out / f'serve{max_batch}.db'}",
-             "--log-level", "warning"],
+             "--log-level", "warning", *(["--threads", str(threads)] if threads else [])],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
@@ -89,6 +89,14 @@ class Server:
             return self.proc.poll()
         finally:
             self.log.close()
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(inputs, forward passes) so far, from the server's Prometheus batch-size histogram."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(("taskfit_batch_size_sum", "taskfit_batch_size_count"))}
+    return values.get("taskfit_batch_size_sum", 0.0), values.get("taskfit_batch_size_count", 0.0)
 
 
 def summarise(latencies: list[float], statuses: Counter[str], seconds: float) -> dict[str, Any]:
@@ -166,6 +174,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="Length of each measured phase.")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/load"))
+    ap.add_argument("--threads", type=int, default=None, help="PyTorch threads of the server (default: cores).")
     args = ap.parse_args()
 
     from taskfit.data.packaged import write_dataset
@@ -181,19 +190,24 @@ def main() -> None:
     load_before = os.getloadavg()
     results: dict[str, Any] = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                                "loadavg_before": load_before, "run": str(run), "seconds": args.seconds,
+                               "server_threads": args.threads,
                                "mean_text_chars": float(np.mean([len(t) for t in texts])), "phases": {}}
     best = 0.0
     for max_batch in (32, 1):
-        server = Server(run, max_batch, args.out)
+        server = Server(run, max_batch, args.out, args.threads)
         try:
             server.wait_ready()
             for clients in args.clients:
+                inputs0, passes0 = batch_totals(server.url)
                 res = asyncio.run(closed_loop(server.url, texts, clients, args.seconds))
+                inputs1, passes1 = batch_totals(server.url)
+                res["mean_batch"] = (inputs1 - inputs0) / max(passes1 - passes0, 1)
                 results["phases"][f"batch{max_batch}_c{clients}"] = {"max_batch": max_batch, "clients": clients,
                                                                        **res}
                 best = max(best, res["throughput_per_s"])
                 print(f"max_batch {max_batch:>2}  clients {clients:>3}: {res['throughput_per_s']:7.1f} req/s  "
-                      f"p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  {res['statuses']}", flush=True)
+                      f"p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms  mean batch {res['mean_batch']:5.1f}  "
+                      f"{res['statuses']}", flush=True)
             if max_batch == 32:
                 res = asyncio.run(overload(server.url, texts, 10 * best, args.seconds))
                 ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code
@@ -209,11 +223,11 @@ def main() -> None:
                                          / max(phases[f"batch1_c{top}"]["throughput_per_s"], 1e-9))
     results["loadavg_after"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - t0
-    print("\n| max_batch | clients | req/s | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|---|")
+    print("\n| max_batch | clients | req/s | p50 ms | p99 ms | mean batch | non-200 |\n|---|---|---|---|---|---|---|")
     for p in phases.values():
         bad = sum(v for k, v in p["statuses"].items() if k != "200")
         print(f"| {p['max_batch']} | {p['clients']} | {p['throughput_per_s']:.1f} | {p['p50_ms']:.1f} | "
-              f"{p['p99_ms']:.1f} | {bad} |")
+              f"{p['p99_ms']:.1f} | {p['mean_batch']:.1f} | {bad} |")
     o = results["overload"]
     print(f"\nmicro-batching speed-up at {top} clients: {results['speedup_at_max_clients']:.1f}×; overload "
           f"{o['sent']} requests → {o['statuses']}; load average {load_before[0]:.1f} → "

@@ -28,6 +28,8 @@ def serve(
     no_keys: bool = typer.Option(False, "--no-keys", help="Serve without API keys (local development only)."),
     max_batch: int | None = typer.Option(None, "--max-batch", help="Most inputs per forward pass (default 32)."),
     max_wait_ms: float | None = typer.Option(None, "--max-wait-ms", help="Batching wait in ms (default 5)."),
+    threads: int | None = typer.Option(None, "--threads", help="PyTorch threads for forward passes (default: "
+                                       "one per core; 1 on a busy shared machine)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve models over HTTP: POST /v1/predict, GET /v1/models, /healthz, /readyz, /metrics, /docs.
@@ -43,7 +45,7 @@ def serve(
     try:
         settings = load_settings(config, run_dirs or None, name, backend, port=port, host=host, db_url=db,
                                  require_keys=False if no_keys else None, max_batch=max_batch,
-                                 max_wait_ms=max_wait_ms)
+                                 max_wait_ms=max_wait_ms, threads=threads)
         if not settings.models:
             raise _no_models()
         with console.status(f"loading {len(settings.models)} model(s)"):

@@ -128,6 +128,10 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
     from taskfit.serve.admin import admin_router
     from taskfit.serve.monitor import monitor_router
 
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)  # process-wide: every model's worker thread uses it
     own_store = store is None
     store = store if store is not None else Store(settings.default_db_url())
     auth = Auth(store, settings.require_keys)
@@ -196,7 +200,8 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
     async def predict(body: PredictRequest, caller: Any = predict_scope) -> Any:  # type: ignore[valid-type]
         texts = body.inputs()  # type: ignore[attr-defined]
         try:
-            model = await asyncio.to_thread(table.resolve, body.model, body.version)  # type: ignore[attr-defined]
+            # inline: only a multi-version name reads the registry, at most every 2 s
+            model = table.resolve(body.model, body.version)  # type: ignore[attr-defined]
         except UnknownModel as e:
             raise RequestValidationError([{"loc": ("body", e.field), "msg": str(e), "type": "value_error",
                                            "input": e.value}]) from None

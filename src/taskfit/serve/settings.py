@@ -58,6 +58,10 @@ class ServeSettings(_Strict):
     max_items: int = Field(256, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(20_000, ge=1, description="Longest accepted text, in characters.")
     max_top_k: int = Field(20, ge=1, description="Largest accepted top_k.")
+    threads: int | None = Field(None, ge=1, le=256, description="PyTorch intra-op threads for the forward passes "
+                                "(default: PyTorch's choice, one per core). On a machine shared with other busy "
+                                "processes 1 is often faster: threads that wait for each other lose most when "
+                                "the CPU is oversubscribed.")
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of answered inputs written to the "
                                    "request log (the monitor sees them all).")
     monitor: MonitorConfig | None = Field(None, description="Drift and alert settings; default: each run's "

@@ -110,6 +110,15 @@ def test_removing_heads_and_neurons_equals_masking_them(tiny_run: Path, importan
     torch.testing.assert_close(_logits(model, tiny_run), expected, rtol=0, atol=1e-5)
 
 
+def _as_model_dir(run: Path, dest: Path, **meta: Any) -> None:
+    """Give saved weights + config the run's tokenizer and taskfit.json, as compress_run does."""
+    for f in (run / "model").iterdir():
+        if f.name.startswith(("tokenizer", "special")) or f.name == "vocab.txt":
+            (dest / f.name).write_bytes(f.read_bytes())
+    base = json.loads((run / "model" / "taskfit.json").read_text())
+    (dest / "taskfit.json").write_text(json.dumps({**base, **meta}))
+
+
 def test_pruned_model_saves_and_reloads_exactly(tiny_run: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
@@ -126,14 +135,9 @@ def test_pruned_model_saves_and_reloads_exactly(tiny_run: Path, tmp_path: Path) 
     again = load_pruned(tmp_path / "heads")
     assert torch.equal(_logits(again, tiny_run), _logits(model, tiny_run))
     # through taskfit predict's loader, by path
-    for f in (tiny_run / "model").iterdir():
-        if f.name.startswith(("tokenizer", "special")) or f.name == "vocab.txt":
-            (tmp_path / "heads" / f.name).write_bytes(f.read_bytes())
-    meta = json.loads((tiny_run / "model" / "taskfit.json").read_text())
-    (tmp_path / "heads" / "taskfit.json").write_text(json.dumps({**meta, "backend": "pruned"}))
-    pred = Predictor.load(tmp_path / "heads")
+    _as_model_dir(tiny_run, tmp_path / "heads", backend="pruned")
     probs = torch.softmax(_logits(model, tiny_run), -1).numpy()
-    np.testing.assert_array_equal(pred.predict_proba(TEXTS), probs)
+    np.testing.assert_array_equal(Predictor.load(tmp_path / "heads").predict_proba(TEXTS), probs)
     # FFN pruning keeps one width for all layers: plain transformers reloads it
     ffn = _model(tiny_run)
     P.remove_neurons(ffn, P.choose_neurons(P.magnitude_importance(ffn)[1], 0.5))
@@ -144,7 +148,7 @@ def test_pruned_model_saves_and_reloads_exactly(tiny_run: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])
-def test_magnitude_pruning_hits_the_sparsity_exactly(tiny_run: Path, scope: str) -> None:
+def test_magnitude_pruning_hits_the_sparsity_exactly(tiny_run: Path, scope: str, tmp_path: Path) -> None:
     model = _model(tiny_run)
     head_before = model.classifier.weight.clone()
     report = P.magnitude_prune(model, 0.6, scope)
@@ -157,6 +161,15 @@ def test_magnitude_pruning_hits_the_sparsity_exactly(tiny_run: Path, scope: str)
         assert all(int((m.weight == 0).sum()) == round(0.6 * m.weight.numel()) for _n, m in linears)
     assert report["sparsity"] == pytest.approx(report["zero_weights"] / total)
     assert torch.equal(model.classifier.weight, head_before)  # head and embeddings stay dense
+    if scope == "global":  # saved and loaded by path as `taskfit predict` does: same outputs, same zeros
+        from taskfit.inference import Predictor
+
+        model.save_pretrained(tmp_path)
+        _as_model_dir(tiny_run, tmp_path)
+        pred = Predictor.load(tmp_path)
+        assert P.sparsity_report(pred.model)["zero_weights"] == report["zero_weights"]
+        probs = torch.softmax(_logits(model, tiny_run), -1).numpy()
+        np.testing.assert_array_equal(pred.predict_proba(TEXTS), probs)
 
 
 def _build(run: Path, method: str, dest: Path, progress: Any = None, **options: Any) -> dict[str, Any]:

@@ -75,8 +75,36 @@ def compress(
     except TaskfitError as e:
         fail(e)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: the recovery checkpoint is kept; run the same command again to "
-                      "resume.[/]")
+        resumable = method.startswith("prune-") and recovery_steps != 0
+        console.print("[yellow]interrupted" + (": the pruned model and the recovery checkpoint are kept; run the "
+                      "same command again to resume." if resumable else ".") + "[/]")
         raise typer.Exit(130) from None
     render(console, result)
+    _render_details(result.run_dir)
     console.print(f"[bold]compressed run:[/] {result.run_dir}\n[bold]report:[/] {result.report}")
+
+
+def _render_details(run_dir: Path) -> None:
+    """One line each on what pruning removed and what recovery gained, or on the merge check."""
+    import json
+
+    export = json.loads((run_dir / "compression.json").read_text(encoding="utf-8")).get("export", {})
+    info, merge = export.get("pruning"), export.get("merge")
+    if info:
+        parts = [f"parameters {info['params_before'] / 1e6:.2f}M → {info['params_after'] / 1e6:.2f}M"]
+        if "heads_per_layer" in info:
+            parts.append(f"heads per layer {info['heads_per_layer']}")
+        if "intermediate_size" in info:
+            parts.append(f"FFN width {info['intermediate_before']} → {info['intermediate_size']}")
+        if "sparsity" in info:
+            parts.append(f"zero weights {info['sparsity']:.1%} (dense kernels: no speed-up; zlib size "
+                         f"{info['weights_zlib_mb']} MB of {info['weights_mb']} MB)")
+        console.print("[bold]pruning:[/] " + "; ".join(parts), highlight=False)
+        rec = info.get("recovery")
+        if rec and rec.get("valid_after"):
+            key = next(iter(rec["valid_after"]))  # the task's first headline metric (accuracy, f1, mae...)
+            console.print(f"[bold]recovery:[/] {rec['steps']} steps; validation {key} {rec['valid_before'].get(key)}"
+                          f" after pruning → {rec['valid_after'][key]} after recovery", highlight=False)
+    if merge and "max_abs_logit_diff" in merge:
+        console.print(f"[bold]merge:[/] largest logit difference to {merge['compared_with']} on "
+                      f"{merge['compared_rows']} rows: {merge['max_abs_logit_diff']:.2e}", highlight=False)

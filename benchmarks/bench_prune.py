@@ -1,6 +1,7 @@
 """Sparsity vs accuracy: MiniLM fine-tuned on BBC news, pruned by every `taskfit compress` pruning method.
 
     .venv/bin/python benchmarks/bench_prune.py [--run benchmarks/out/compress/runs/src] [--recovery-steps 50]
+                                               [--rows N]
 
 Uses the run of benchmarks/bench_compress.py when it exists (else trains the same one: 2000 BBC rows, 2 epochs,
 full fine-tuning). For prune-heads and prune-ffn at fractions 0.25 / 0.5 and prune-magnitude at 0.3 / 0.5 / 0.7,
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=Path("benchmarks/out/compress/runs/src"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/prune"))
     ap.add_argument("--recovery-steps", type=int, default=50)
+    ap.add_argument("--rows", type=int, default=None, help="measure on the first N test rows only")
     args = ap.parse_args()
 
     from taskfit.utils.env import offline_defaults
@@ -79,6 +81,8 @@ def main() -> None:
     run = source_run(args.run, args.out)
     meta = json.loads((run / "model" / "taskfit.json").read_text())
     frame, where = held_out_rows(run, TASKS.get(meta["task"]).from_meta(meta), meta)
+    if args.rows:
+        frame, where = frame.head(args.rows), f"first {args.rows} rows of the {where}"
     rows_file = Path(tempfile.mkdtemp()) / "rows.jsonl"
     frame.to_json(rows_file, orient="records", lines=True, force_ascii=False)
     keep = ("metrics", "n", "size_mb", "latency_p50_ms", "throughput_per_s", "threads")

@@ -16,13 +16,19 @@ def test_recipe_reference_is_up_to_date():
         "docs/recipe.md is stale: run `taskfit schema --markdown > docs/recipe.md`")
 
 
+def _command_names() -> set[str]:
+    """Top-level verbs and command groups (``taskfit keys ...``, ``taskfit registry ...``)."""
+    return ({c.name or c.callback.__name__ for c in app.registered_commands}
+            | {g.name for g in app.registered_groups if g.name})
+
+
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     # commands in code blocks (line starts) and in inline code
     used = set(re.findall(r"(?m)^\s*(?:\.venv/bin/)?taskfit ([a-z][a-z-]*[a-z])", readme))
     used |= set(re.findall(r"`(?:\.venv/bin/)?taskfit ([a-z][a-z-]*[a-z])", readme))
     assert {"train", "predict", "eval", "validate"} <= used
-    known = {c.name or c.callback.__name__ for c in app.registered_commands}
+    known = _command_names()
     assert used <= known, f"README mentions unknown commands: {used - known}"
     assert "bash scripts/setup.sh && .venv/bin/taskfit demo" in readme
     assert ".venv/bin/python -m pytest -q" in readme
@@ -37,7 +43,7 @@ def test_dataset_names_in_docs_and_examples_exist():
     files = [ROOT / "README.md", *sorted((ROOT / "docs" / "zh").glob("*.md")),
              *sorted((ROOT / "examples").glob("*/*.md")), *sorted((ROOT / "examples").glob("*/recipe.yaml"))]
     named: set[str] = set()
-    known_cmds = {c.name or c.callback.__name__ for c in app.registered_commands}
+    known_cmds = _command_names()
     for f in files:
         text = f.read_text(encoding="utf-8")
         named |= set(re.findall(r"taskfit demo[^\n`]*--dataset ([a-z0-9_]+)", text))

@@ -1,6 +1,6 @@
 """Distillation on a real task: a MiniLM-L6 teacher fine-tuned on BBC news, then two 3-layer students cut from it.
 
-    .venv/bin/python benchmarks/bench_distill.py [--rows 800] [--layers 3] [--out benchmarks/out/distill]
+    .venv/bin/python benchmarks/bench_distill.py [--rows 600] [--layers 3] [--out benchmarks/out/distill]
 
 Both students start from the same teacher layers (every 2nd layer, 1/3/5, plus embeddings, pooler and head) and
 train the same steps on the same rows; one with the distillation loss (alpha 0.5, T 2: half hard-label CE, half
@@ -25,9 +25,9 @@ import yaml
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=800)
+    ap.add_argument("--rows", type=int, default=600)
     ap.add_argument("--teacher-epochs", type=float, default=2)
-    ap.add_argument("--student-epochs", type=float, default=3)
+    ap.add_argument("--student-epochs", type=float, default=2)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/distill"))
     args = ap.parse_args()

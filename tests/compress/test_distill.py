@@ -43,6 +43,30 @@ def test_kd_loss_matches_a_hand_computation() -> None:
     assert float(kd_loss(torch.tensor(t), torch.tensor(t), None, temp, 0.0)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_multi_label_and_regression_losses_match_hand_computations() -> None:
+    from taskfit.compress.distill_core import kd_loss_multi_label, kd_loss_regression
+
+    s, t, y = [[0.5, -1.0], [2.0, 0.0]], [[1.0, -2.0], [0.0, 0.5]], [[1, 0], [1, 1]]
+    temp, alpha = 2.0, 0.4
+
+    def sig(v: float) -> float:
+        return 1 / (1 + math.exp(-v))
+
+    cells = [(a, b, c) for sr, tr, yr in zip(s, t, y, strict=True) for a, b, c in zip(sr, tr, yr, strict=True)]
+    kl = sum(sig(b / temp) * math.log(sig(b / temp) / sig(a / temp))
+             + (1 - sig(b / temp)) * math.log((1 - sig(b / temp)) / (1 - sig(a / temp))) for a, b, _ in cells) / 4
+    bce = sum(-(c * math.log(sig(a)) + (1 - c) * math.log(1 - sig(a))) for a, _, c in cells) / 4
+    got = kd_loss_multi_label(torch.tensor(s), torch.tensor(t), torch.tensor(y), temp, alpha)
+    assert float(got) == pytest.approx(alpha * bce + (1 - alpha) * temp ** 2 * kl, rel=1e-5)
+    # regression: MSE to the targets and to the teacher's scores; the temperature plays no part
+    p, q, z = [[0.5], [1.5], [-1.0]], [[0.0], [1.0], [-0.5]], [1.0, 1.0, 0.0]
+    want = alpha * sum((a[0] - c) ** 2 for a, c in zip(p, z, strict=True)) / 3 + (1 - alpha) * sum(
+        (a[0] - b[0]) ** 2 for a, b in zip(p, q, strict=True)) / 3
+    for temp_r in (1.0, 5.0):
+        got = kd_loss_regression(torch.tensor(p), torch.tensor(q), torch.tensor(z), temp_r, alpha)
+        assert float(got) == pytest.approx(want, rel=1e-6)
+
+
 # ---- the layer-cut student ----------------------------------------------------------------------------
 
 
@@ -116,6 +140,12 @@ def test_distilled_run_loads_in_predictor_and_caches_the_teacher_logits(teacher_
     probs = torch.softmax(torch.from_numpy(cached), -1).numpy()
     assert np.allclose(probs, teacher.predict_proba(train["text"].tolist()), atol=1e-5)
     assert "Distillation" in (run / "report.html").read_text()
+    with pytest.raises(ConfigError, match="already exists; pick another --out, pass --overwrite"):
+        distill(teacher_run, layers=1, out=tmp_path / "student")
+    from taskfit.compress import compress_run
+
+    small = compress_run(run, "torch-int8", rows=6)  # a distilled run compresses like a trained one
+    assert json.loads((small.run_dir / "compression.json").read_text())["after"]["n"] == 6
 
 
 def test_resume_after_interrupt_gives_the_uninterrupted_weights(teacher_run: Path, tmp_path: Path) -> None:
@@ -247,7 +277,7 @@ def test_minilm_teacher_to_layer_student_and_pool_student(tmp_path: Path, minilm
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     run_taskfit(["train", str(tmp_path / "recipe.yaml")])
     teacher = tmp_path / "runs" / "teacher"
-    res = run_taskfit(["distill", str(teacher), "--layers", "2", "--steps", "15", "--lr", "1e-4"])
+    res = run_taskfit(["distill", str(teacher), "--layers", "2", "--steps", "10", "--lr", "1e-4"])
     student = tmp_path / "runs" / "teacher-distilled"
     assert "teacher vs student" in res.stdout and "throughput, batch 32" in res.stdout
     block = json.loads((student / "results.json").read_text())["distillation"]
@@ -257,16 +287,14 @@ def test_minilm_teacher_to_layer_student_and_pool_student(tmp_path: Path, minilm
     pred = run_taskfit(["predict", str(student), "The striker scored twice in the second half."])
     labels = json.loads((teacher / "model" / "taskfit.json").read_text())["labels"]
     assert json.loads(pred.stdout.strip().splitlines()[0])["label"] in labels
-    from taskfit.compress import compress_run
-
-    small = compress_run(student, "torch-int8", rows=8)  # a distilled run compresses like a trained one
-    assert json.loads((small.run_dir / "compression.json").read_text())["after"]["n"] == 8
-    # the same teacher labels a pool for a tiny student (soft labels from its distribution)
-    pool = pd.read_csv(bbc_csv).sample(80, random_state=1)[["text"]].rename(columns={"text": "body"})
+    # the same teacher labels a pool for a tiny student (soft labels from its distribution); 20 texts per topic
+    frame = pd.read_csv(bbc_csv)
+    pool = frame.groupby("label").head(20)[["text"]].rename(columns={"text": "body"})
     pool.to_csv(tmp_path / "pool.csv", index=False)
     res = run_taskfit(["distill", str(teacher), "--pool", str(tmp_path / "pool.csv"), "--text-column", "body",
                        "--student", str(tiny_model_dir), "--steps", "6", "--out", str(tmp_path / "pooled"),
                        "--no-measure"])
     assert "labelling pool" in res.stdout
     block = json.loads((tmp_path / "pooled" / "results.json").read_text())["distillation"]
-    assert block["mode"] == "pool" and block["pool"]["rows"] == 80
+    assert block["mode"] == "pool" and block["pool"]["rows"] == 100
+    assert set(block["pool"]["label_counts"]) == set(labels)

@@ -2,9 +2,10 @@
 
 Two sources of targets:
 
-* **teacher run** (a text_classification run with its recipe.yaml): the student trains on the teacher's own
-  train split (the same deterministic split, so valid/test rows are the teacher's too) with
-  ``alpha·CE(labels) + (1−alpha)·T²·KL(teacher ‖ student)`` (:mod:`taskfit.compress.distill_core`).
+* **teacher run** (a text_classification, multi_label or regression run with its recipe.yaml): the student
+  trains on the teacher's own train split (the same deterministic split, so valid/test rows are the teacher's
+  too) with ``alpha·CE(labels) + (1−alpha)·T²·KL(teacher ‖ student)`` or its multi_label / regression
+  counterpart (:data:`taskfit.compress.distill_core.KD_LOSSES`).
 * **pool** (``--pool FILE``): the teacher (a classifier or a generation run) labels unlabelled texts first
   (:mod:`taskfit.compress.distill_pool`); the student trains on the labelled pool with the teacher's argmax as
   hard label and its distribution as soft target.
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from taskfit.compress.distill_core import distill_task, layer_student, teacher_logits, with_teacher
+from taskfit.compress.distill_core import KD_LOSSES, distill_task, layer_student, teacher_logits, with_teacher
 from taskfit.compress.distill_pool import (
     DEFAULT_PROMPT,
     LABEL_COLUMN,
@@ -105,11 +106,11 @@ def _check_student(student: str, labels: list[str]) -> None:
         return
     cfg = json.loads((sdir / "config.json").read_text(encoding="utf-8"))
     archs = cfg.get("architectures") or []
-    n = len(cfg.get("id2label") or {}) or cfg.get("num_labels")
-    if any("ForSequenceClassification" in a for a in archs) and n and n != len(labels):
+    n, want = len(cfg.get("id2label") or {}) or cfg.get("num_labels"), len(labels) or 1  # regression: 1 output
+    if any("ForSequenceClassification" in a for a in archs) and n and n != want:
         raise IncompatibleError(f"student {student!r} is a classifier with {n} labels, the teacher has "
-                                f"{len(labels)} ({labels}); use a backbone without a head or one with "
-                                f"{len(labels)} labels.")
+                                f"{want} ({labels or 'one score'}); use a backbone without a head or one with "
+                                f"{want} outputs.")
 
 
 def _train_block(base: dict[str, Any], epochs: float | None, max_steps: int | None, lr: float | None,
@@ -151,17 +152,20 @@ def distill(teacher: str | Path, *, student: str | None = None, layers: int | No
     else:
         tdir = model_dir_of(teacher)
         meta = json.loads((tdir / "taskfit.json").read_text(encoding="utf-8"))
-        if meta["task"] != "text_classification":
+        if meta["task"] not in KD_LOSSES:
             raise IncompatibleError(f"teacher {str(teacher)!r} is a {meta['task']!r} run; distilling a run's own "
-                                    "data works for text_classification teachers. Label a pool with it instead "
-                                    "(--pool FILE --text-column COL).")
-        spec.labels = list(meta["labels"])
+                                    f"data works for {', '.join(KD_LOSSES)} teachers.")
+        spec.labels = list(meta.get("labels") or [])
     spec.teacher = str(tdir.resolve())
     if student is not None:
         _check_student(student, spec.labels)
     recipe = _student_recipe(spec, tdir, meta, out, pool, text_column, epochs, max_steps, lr, batch_size, seed,
                              overwrite)
-    run_dir = run_dir_for(recipe, resume=False)
+    run_dir = recipe.output.dir / str(recipe.output.name)
+    if run_dir.exists() and not overwrite:
+        raise ConfigError(f"{str(run_dir)!r} already exists; pick another --out, pass --overwrite to replace it, or "
+                          f"continue an interrupted distillation with --resume {run_dir}.")
+    run_dir = run_dir_for(recipe, resume=False)  # with --overwrite: clears the old directory
     run_dir.mkdir(parents=True)
     atomic_write_json(run_dir / SPEC_FILE, asdict(spec))
     if pool is not None:
@@ -203,7 +207,7 @@ def _student_recipe(spec: DistillSpec, tdir: Path, meta: dict[str, Any], out: Pa
             raise ConfigError(f"teacher {str(run)!r} has no recipe.yaml, so its training rows are unknown; give "
                               "the run directory (not a bare model), or label texts with --pool FILE.")
         tree = load_recipe(run / "recipe.yaml").model_dump(mode="json")
-        tree["data"]["labels"] = spec.labels  # the teacher's label order = the order of its logits
+        tree["data"]["labels"] = spec.labels or None  # the teacher's label order = the order of its logits
         data = tree["data"]
         # DP / adversarial training belong to the teacher's run; the student trains with the plain loss.
         keep = {k: tree[k] for k in ("task", "train")}
@@ -258,7 +262,7 @@ def _teacher_targets(run_dir: Path, spec: DistillSpec, frame: Any, on_rows: RowP
     cache = run_dir / LOGITS_FILE
     if cache.is_file():
         cached = np.load(cache)
-        if cached.shape == (len(frame), len(spec.labels or [])):
+        if cached.shape[0] == len(frame):
             return cached  # type: ignore[no-any-return]
     from taskfit.inference import Predictor
 

@@ -56,8 +56,40 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor 
     return alpha * hard + (1 - alpha) * soft
 
 
+def kd_loss_multi_label(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor | None,
+                        temperature: float, alpha: float) -> torch.Tensor:
+    """Distillation loss for independent labels (logits [B, L], targets [B, L] in {0, 1}): ``alpha·BCE(labels) +
+    (1−alpha)·T²·KL(Bernoulli(σ(teacher/T)) ‖ Bernoulli(σ(student/T)))``, each a mean over rows and labels."""
+    student, teacher = student.float(), teacher.float()
+    soft = torch.zeros((), device=student.device)
+    if alpha < 1:
+        p_t = torch.sigmoid(teacher / temperature)
+        # KL = cross-entropy − entropy of the teacher; the entropy term makes the loss 0 when the two agree.
+        cross = F.binary_cross_entropy_with_logits(student / temperature, p_t)
+        entropy = F.binary_cross_entropy_with_logits(teacher / temperature, p_t)
+        soft = (cross - entropy) * temperature ** 2
+    hard = (F.binary_cross_entropy_with_logits(student, targets.float()) if alpha > 0 and targets is not None
+            else torch.zeros_like(soft))
+    return alpha * hard + (1 - alpha) * soft
+
+
+def kd_loss_regression(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor | None,
+                       temperature: float, alpha: float) -> torch.Tensor:
+    """Distillation loss for a score (outputs [B, 1] or [B], normalised scale): ``alpha·MSE(targets) +
+    (1−alpha)·MSE(teacher)``; there is no distribution to soften, so the temperature is not used."""
+    student, teacher = student.float().reshape(-1), teacher.float().reshape(-1)
+    soft = F.mse_loss(student, teacher) if alpha < 1 else torch.zeros((), device=student.device)
+    hard = F.mse_loss(student, targets.float()) if alpha > 0 and targets is not None else torch.zeros_like(soft)
+    return alpha * hard + (1 - alpha) * soft
+
+
+#: The distillation loss of each task a teacher run may be distilled for.
+KD_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "text_classification": kd_loss, "multi_label": kd_loss_multi_label, "regression": kd_loss_regression}
+
+
 def distill_task(base: Task, temperature: float, alpha: float) -> Task:
-    """A copy of ``base`` (a text_classification task) whose training loss is :func:`kd_loss`.
+    """A copy of ``base`` (a task of :data:`KD_LOSSES`) whose training loss is its distillation loss.
 
     Training batches of a split that carries :data:`TEACHER_FIELD` (see :func:`with_teacher`) get the
     teacher's logits; everything else (evaluation, metrics, prediction, ``meta()``) is ``base``'s own.
@@ -76,7 +108,7 @@ def distill_task(base: Task, temperature: float, alpha: float) -> Task:
                 return super().loss(model, batch)
             inputs = {k: v for k, v in batch.items() if k not in ("labels", TEACHER_FIELD)}
             logits = model(**inputs).logits
-            return kd_loss(logits, teacher, batch["labels"], temperature, alpha)
+            return KD_LOSSES[self.name](logits, teacher, batch["labels"], temperature, alpha)
 
     task = copy.copy(base)
     task.__class__ = Distilled
@@ -108,7 +140,7 @@ def teacher_logits(task: Task, model: torch.nn.Module, enc: Encoded, batch_rows:
     done = 0
     for idx in batcher.epoch(0):
         batch = {k: v.to(device) for k, v in task.collate(enc, idx, train=False).items()}
-        logits = np.asarray(task.outputs(model, batch), dtype=np.float32)
+        logits = np.asarray(task.outputs(model, batch), dtype=np.float32).reshape(len(idx), -1)  # regression: [B, 1]
         if out is None:
             out = np.zeros((len(enc), logits.shape[1]), dtype=np.float32)
         out[idx] = logits

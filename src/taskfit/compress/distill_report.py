@@ -52,7 +52,7 @@ def weight_count(model_dir: Path) -> int | None:
     return n
 
 
-def _rows_file(meta: dict[str, Any], texts: list[str], labels: list[str], dest: Path) -> Path:
+def _rows_file(meta: dict[str, Any], texts: list[str], labels: list[Any], dest: Path) -> Path:
     """Held-out rows under the column names ``meta``'s model reads (teacher and student may differ)."""
     frame = pd.DataFrame({meta.get("text", "text"): texts, meta.get("label", "label"): labels})
     frame.to_json(dest, orient="records", lines=True, force_ascii=False)
@@ -65,7 +65,7 @@ def compare(spec: DistillSpec, student_dir: Path, frame: pd.DataFrame, text: str
     tdir = Path(spec.teacher)
     tmeta = json.loads((tdir / "taskfit.json").read_text(encoding="utf-8"))
     smeta = json.loads((student_dir / "taskfit.json").read_text(encoding="utf-8"))
-    texts, labels = [str(t) for t in frame[text]], [str(v) for v in frame[label]]
+    texts, labels = [str(t) for t in frame[text]], frame[label].tolist()
     with tempfile.TemporaryDirectory() as td:
         note(f"measuring the student on {len(frame)} held-out rows")
         after = _measure(student_dir, _rows_file(smeta, texts, labels, Path(td) / "student.jsonl"))
@@ -117,7 +117,10 @@ def finish_run(run_dir: Path, recipe: Recipe, spec: DistillSpec, task: Task, spl
                          "label_counts": {str(k): int(v) for k, v in pool["teacher_label"].value_counts().items()},
                          "mean_teacher_score": round(float(pool["teacher_score"].mean()), 4),
                          "note": "held-out scores are agreement with the teacher's labels"}
-    if measure:
+    if measure and task.name == "regression":
+        # compress/measure.py times batch-1 calls through Predictor.predict_proba, which a score model lacks.
+        block["comparison_skipped"] = "the shared measurement times predict_proba, which regression models lack"
+    elif measure:
         block["comparison"] = compare(spec, run_dir / "model", splits.frames[held], task.text, task.label, metric,
                                       note)
     timing = {"train_s": round(result.train_seconds, 2), "steps": result.steps,

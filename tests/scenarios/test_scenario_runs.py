@@ -52,9 +52,10 @@ def test_customer_service_answers_or_hands_over_by_threshold(tmp_path: Path, tin
     for a in answered:
         assert a["action"] == "answer" and a["reply"] == a["answer"] and a["why"] == ""
         assert a["answer"] in faq_answers and a["intent"] in intents
-    # a threshold between the observed confidences splits them exactly at that value
+    # a threshold at an observed confidence splits the questions exactly there (JSON floats round-trip exactly)
     cut = sorted(a["intent_confidence"] for a in answered)[2]
     split = ask(cut, -1.0)
+    assert [s["intent_confidence"] for s in split] == [a["intent_confidence"] for a in answered]  # deterministic
     assert [s["action"] for s in split] == ["handover" if a["intent_confidence"] < cut else "answer"
                                             for a in answered]
     handed = ask(1.01, -1.0)
@@ -123,3 +124,28 @@ def test_stream_scorer_rejects_bad_rules_before_loading_a_model(tmp_path: Path) 
     assert proc.returncode == 1 and "no label_share rule with an 'above' threshold" in proc.stderr
     proc = scorer("--rules", str(folder / "recipe.yaml"))  # good rules, but no trained run yet
     assert proc.returncode == 1 and "run directory 'runs/news-sentiment' not found" in proc.stderr
+
+
+def test_image_triage_trades_automation_for_review(tmp_path: Path) -> None:
+    folder = tmp_path / "img"
+    create_scenario("image-triage", folder)
+    # the packaged EfficientNet-Lite0, head only, 3 steps: enough for confidences that spread
+    run_taskfit(["train", str(folder / "recipe.yaml"), f"output.dir={tmp_path / 'runs'}", "train.max_steps=3",
+                 "train.batch_size=16", "train.checkpoint_every=100"])
+    review = tmp_path / "review.csv"
+    res = script(folder / "triage.py", "--images", str(folder / "data" / "incoming"), "--thresholds",
+                 "0,0.2,0.3,0.5,1", "--threshold", "0.3", "--max-error", "1", "--review", str(review), cwd=tmp_path)
+    lines = res.stdout.splitlines()
+    assert lines[0] == "300 images; true classes known from folder names"
+    table = [ln.split() for ln in lines[2:7]]
+    assert [float(r[0]) for r in table] == [0, 0.2, 0.3, 0.5, 1]
+    assert table[0][1:4] == ["300", "1.00", "0"]  # at 0 everything is automated
+    automated = [int(r[1]) for r in table]
+    assert automated == sorted(automated, reverse=True) and all(int(r[1]) + int(r[3]) == 300 for r in table)
+    assert "lowest threshold with error rate <= 1: 0" in res.stdout  # any error rate is <= 1
+    with open(review, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == int(table[2][3])  # the review list holds exactly the images below 0.3
+    conf = [float(r["confidence"]) for r in rows]
+    assert conf == sorted(conf) and all(c < 0.3 for c in conf)
+    assert all(Path(r["image"]).parent.name == r["true"] for r in rows)

@@ -57,8 +57,8 @@ def decide(question: str, intent: dict[str, Any], faq: dict[str, Any], min_inten
         reasons.append(f"answer score {faq['score']:.2f} < {min_answer:g}")
     action = "handover" if reasons else "answer"
     return {"question": question, "lang": lang, "intent": intent["label"],
-            "intent_confidence": round(float(intent["score"]), 4), "answer": faq["answer"],
-            "answer_score": round(float(faq["score"]), 4), "action": action,
+            "intent_confidence": float(intent["score"]), "answer": faq["answer"],
+            "answer_score": float(faq["score"]), "action": action,
             "reply": HANDOVER[lang] if reasons else faq["answer"], "why": "; ".join(reasons)}
 
 

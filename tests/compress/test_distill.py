@@ -256,6 +256,12 @@ def test_bad_options_are_refused_before_any_work(teacher_run: Path, tmp_path: Pa
     with pytest.raises(IncompatibleError, match=r"is a classifier with 3 labels, the teacher has 5"):
         distill(teacher_run, student=str(tmp_path / "three"))
     assert not (teacher_run.parent / "run-distilled").exists()  # nothing was created
+    from taskfit.compress.distill_pool import soft_logits
+
+    edited = pd.DataFrame({"teacher_probs": ['{"a": 0.75, "b": 0.25}', '{"a": 1.0}'], "_row": [2, 3]})
+    with pytest.raises(DataError, match=r"\[file p.csv, row 3, column 'teacher_probs'\] .* each of \['a', 'b'\]"):
+        soft_logits(edited, ["a", "b"], Path("p.csv"))
+    assert np.allclose(np.exp(soft_logits(edited.head(1), ["a", "b"], Path("p.csv"))), [[0.75, 0.25]])
 
 
 def test_cli_refuses_bad_alpha_with_the_message(teacher_run: Path) -> None:

@@ -258,7 +258,7 @@ def _teacher_targets(run_dir: Path, spec: DistillSpec, frame: Any, on_rows: RowP
     """The teacher's logits on the training rows: from the labelled pool, else from the cache, else computed
     (and cached atomically)."""
     if spec.pool is not None:
-        return soft_logits(frame[PROBS_COLUMN], list(spec.labels or []), run_dir / POOL_FILE)
+        return soft_logits(frame, list(spec.labels or []), run_dir / POOL_FILE)
     cache = run_dir / LOGITS_FILE
     if cache.is_file():
         cached = np.load(cache)

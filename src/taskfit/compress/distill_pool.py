@@ -165,15 +165,16 @@ def label_likelihoods(pred: Predictor, texts: list[str], labels: list[str], prom
     return out
 
 
-def soft_logits(probs_json: pd.Series, labels: list[str], source: Path) -> np.ndarray:
-    """Log-probabilities [N, C] from a labelled pool's ``teacher_probs`` column, in ``labels`` order (the soft
-    targets of the student; log p works as logits because softmax ignores a per-row shift)."""
+def soft_logits(frame: pd.DataFrame, labels: list[str], source: Path) -> np.ndarray:
+    """Log-probabilities [N, C] from a labelled pool split's ``teacher_probs`` column, in ``labels`` order (the
+    soft targets of the student; log p works as logits because softmax ignores a per-row shift)."""
     rows = []
-    for i, v in enumerate(probs_json):
+    numbers = frame[ROW] if ROW in frame else pd.Series(range(1, len(frame) + 1))
+    for v, row in zip(frame[PROBS_COLUMN], numbers, strict=True):
         try:
             d = json.loads(v) if isinstance(v, str) else dict(v)
             rows.append([float(d[lab]) for lab in labels])
         except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{PROBS_COLUMN} of row {i + 1} is not a JSON object with a probability for each of "
-                            f"{labels} ({e}).", source=source, column=PROBS_COLUMN) from e
+            raise DataError(f"{PROBS_COLUMN} is not a JSON object with a probability for each of {labels} ({e}).",
+                            source=source, column=PROBS_COLUMN, rows=[int(row)]) from e
     return np.log(np.clip(np.asarray(rows, dtype=np.float64), 1e-12, None)).astype(np.float32)

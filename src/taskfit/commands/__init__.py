@@ -8,7 +8,10 @@ import importlib
 import typer
 
 # One entry per command module of this package (taskfit.commands.<name>).
-COMMAND_MODULES: tuple[str, ...] = ("audit", "compress", "distill", "explain", "attack", "federate", "pii", "serve", "keys", "registry", "retrain", "console", "new", "advise")
+COMMAND_MODULES: tuple[str, ...] = (
+    "audit", "compress", "distill", "explain", "attack", "federate", "pii",
+    "serve", "keys", "registry", "retrain", "console", "new", "advise",
+)
 
 
 def register_all(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +41,8 @@ from taskfit.serve.settings import ServeSettings
 __all__ = ["create_app"]
 
 log = logging.getLogger("taskfit.serve")
+
+THREADPOOL_SIZE = 4  # AnyIO worker threads for sync dependencies and routes (see lifespan)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid API key."},
@@ -148,6 +151,10 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Sync dependencies (key checks) run in AnyIO's thread pool, 40 threads by default. Under many concurrent
+        # requests those threads and the batch workers convoy on the GIL and throughput collapses; a few
+        # threads are enough for key lookups that take well under a millisecond.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADPOOL_SIZE
         for monitor in monitors.values():
             monitor.start()  # alert rules every check_every_s
         yield

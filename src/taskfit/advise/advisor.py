@@ -190,8 +190,11 @@ def advise(work: Workload, profile: dict[str, Any], *, objective: str = "quality
     ranked.sort(key=_sort_key(objective))
     notes = []
     if source == "reference":
+        m = profile["machine"]
+        load = m.get("load_during_profile")
+        shared = f", shared with other work (load average {load[0]}–{load[1]})" if load else ""
         notes.append("not profiled on this machine — run `taskfit profile`: figures are the built-in reference "
-                     f"measured on {profile['machine'].get('cpu')} ({profile['machine'].get('cpu_cores')} cores).")
+                     f"measured on {m.get('cpu')} ({m.get('cpu_cores')} cores{shared}).")
     return Advice(work, objective, ranked, rejected, source, profile["machine"], notes)
 
 

@@ -117,6 +117,8 @@ def measure_option(spec: dict[str, Any]) -> dict[str, Any]:
     method = METHODS.get(spec["method"])
     mcfg = method.config_cls()  # type: ignore[call-arg]  # each method's config defaults its name
     task.check_method(spec["method"])
+    # A run holds its tokenizer all along (XLM-R's, for e5, is ~0.3 GB resident): count it as a run does.
+    task.load_processor(model_dir)
     device = pick_device()
     dtype = pick_precision(spec["precision"], device)
     torch.manual_seed(0)

@@ -219,6 +219,11 @@ def run_profile(models: Sequence[str], methods: Sequence[str], precisions: Seque
     return run
 
 
+def planned(models: Sequence[str], methods: Sequence[str], precisions: Sequence[str]) -> list[str]:
+    """The option keys a profile of these lists covers (combinations a task cannot train are left out)."""
+    return [option_key(mo, me, p) for mo in models for me in methods for p in precisions if _applicable(mo, me)]
+
+
 def _applicable(model: str, method: str) -> bool:
     """Whether the task that measures ``model`` (by its kind) can train with ``method``."""
     from taskfit.advise.probe import TASK_OF_KIND, model_kind

@@ -42,7 +42,7 @@ def profile(
     offline_defaults()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from taskfit.advise.profile import ProfileSettings, check_options, default_models, run_profile
+    from taskfit.advise.profile import ProfileSettings, check_options, default_models, planned, run_profile
 
     try:
         names = _csv(models) or default_models()
@@ -61,7 +61,7 @@ def profile(
         bar = Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
         with bar:
-            tid = bar.add_task("profile", total=None, info="")
+            tid = bar.add_task("profile", total=len(planned(names, ms, ps)), info="")
             seen: set[str] = set()
 
             def on_option(key: str, state: str) -> None:

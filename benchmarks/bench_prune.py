@@ -62,12 +62,83 @@ def build(run: Path, method: str, options: dict[str, Any], dest: Path) -> dict[s
     return extra
 
 
+def paired_speedups(run: Path, dirs: list[Path], texts: list[str], rounds: int = 5) -> list[float]:
+    """Throughput at batch 32 of each model in ``dirs`` relative to the source, in CPU time of one thread
+    (``time.process_time``), measured in rounds that time every model back to back (median of the per-round
+    ratios): on a shared machine, other processes' load changes wall-clock time a lot and CPU time little."""
+    import statistics
+
+    import torch
+
+    from taskfit.inference import Predictor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    models = [Predictor.load(d) for d in [run, *dirs]]
+    batches = [texts[i:i + 32] for i in range(0, len(texts), 32)]
+    ratios: list[list[float]] = [[] for _ in dirs]
+    with torch.inference_mode():
+        for m in models:
+            m.predict_proba(batches[0])  # warm-up
+        for _ in range(rounds):
+            rates = []
+            for m in models:
+                t0 = time.process_time()
+                for b in batches:
+                    m.predict_proba(b)
+                rates.append(len(texts) / (time.process_time() - t0))
+            for i, r in enumerate(rates[1:]):
+                ratios[i].append(r / rates[0])
+    torch.set_num_threads(threads)
+    return [round(statistics.median(r), 3) for r in ratios]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    base = results["baseline"]
+    print(f"\nbaseline: accuracy {base['metrics']['accuracy']:.4f}, {base['size_mb']:.1f} MB, "
+          f"{base['throughput_per_s']:.0f} rows/s at batch 32 ({results['rows']})")
+    print("| method | fraction | recovery | real sparsity | heads | FFN | params M | test accuracy | size MB | "
+          "zlib MB | throughput vs source (batch 32, CPU time, 1 thread) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results["configs"]:
+        sp = f"{r['real_sparsity']:.3f}" if r["real_sparsity"] is not None else "-"
+        paired = f"{r['paired_speedup']:.2f}×" if r.get("paired_speedup") else "-"
+        print(f"| {r['method']} | {r['sparsity']:g} | {r['recovery']} | {sp} | {r['heads'] or 72} | "
+              f"{r['intermediate_size'] or 1536} | {r['params'] / 1e6:.2f} | {r['metrics']['accuracy']:.4f} | "
+              f"{r['size_mb']:.1f} | {r['weights_zlib_mb']:.1f} | {paired} |")
+
+
+def paired_only(args: argparse.Namespace) -> None:
+    """Add paired throughput ratios to benchmarks/results/prune.json from the models built by a full run."""
+    from taskfit.inference import held_out_rows
+    from taskfit.tasks import TASKS
+
+    dest = Path("benchmarks/results/prune.json")
+    results = json.loads(dest.read_text())
+    run = Path(results["source_run"])
+    dirs = [args.out / f"{r['method']}-{r['sparsity']:g}-{'rec' if r['recovery'] else 'raw'}"
+            for r in results["configs"]]
+    meta = json.loads((run / "model" / "taskfit.json").read_text())
+    task = TASKS.get(meta["task"]).from_meta(meta)
+    texts = [str(t) for t in held_out_rows(run, task, meta)[0][task.text].head(64)]
+    load = os.getloadavg()
+    for r, s in zip(results["configs"], paired_speedups(run, dirs, texts), strict=True):
+        r["paired_speedup"] = s
+    results["paired"] = {"rows": len(texts), "rounds": 5, "clock": "process_time, 1 thread", "load_before": load,
+                         "load_after": os.getloadavg()}
+    dest.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"paired timing: load average before {load}, after {results['paired']['load_after']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, default=Path("benchmarks/out/compress/runs/src"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/prune"))
     ap.add_argument("--recovery-steps", type=int, default=50)
     ap.add_argument("--rows", type=int, default=None, help="measure on the first N test rows only")
+    ap.add_argument("--paired-only", action="store_true", help="only add paired throughput ratios to the results "
+                    "of an earlier full run (its models in --out)")
     args = ap.parse_args()
 
     from taskfit.utils.env import offline_defaults
@@ -77,6 +148,9 @@ def main() -> None:
     from taskfit.inference import held_out_rows
     from taskfit.tasks import TASKS
 
+    if args.paired_only:
+        paired_only(args)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     run = source_run(args.run, args.out)
     meta = json.loads((run / "model" / "taskfit.json").read_text())
@@ -110,20 +184,9 @@ def main() -> None:
         results["configs"].append(row)
         print(json.dumps({k: row[k] for k in ("method", "sparsity", "recovery", "build_s")}), flush=True)
     results["load_after"] = os.getloadavg()
-    base = results["baseline"]
-    print(f"\nbaseline: accuracy {base['metrics']['accuracy']:.4f}, {base['size_mb']:.1f} MB, "
-          f"{base['throughput_per_s']:.0f} rows/s at batch 32 ({where})")
-    print("| method | fraction | recovery | real sparsity | heads | FFN | params M | test accuracy | size MB | "
-          "zlib MB | rows/s (batch 32) | p50 ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results["configs"]:
-        sp = f"{r['real_sparsity']:.3f}" if r["real_sparsity"] is not None else "-"
-        print(f"| {r['method']} | {r['sparsity']:g} | {r['recovery']} | {sp} | {r['heads']} | "
-              f"{r['intermediate_size']} | {r['params'] / 1e6:.2f} | {r['metrics']['accuracy']:.4f} | "
-              f"{r['size_mb']:.1f} | {r['weights_zlib_mb']:.1f} | {r['throughput_per_s']:.0f} "
-              f"({r['throughput_per_s'] / base['throughput_per_s']:.2f}×) | {r['latency_p50_ms']:.1f} |")
     dest = Path("benchmarks/results/prune.json")
     dest.write_text(json.dumps(results, indent=2))
+    paired_only(args)
     print(f"load average before {results['load_before']}, after {results['load_after']}")
 
 

@@ -59,8 +59,9 @@ from taskfit.utils.io import atomic_save, atomic_write_json, atomic_write_text
 
 SPEC_FILE, LOGITS_FILE, POOL_FILE = "distill.json", "teacher_logits.npy", "pool_labelled.csv"
 
-#: Rows the teacher must give each label in a pool (train needs 2; the split keeps them in every part).
-MIN_POOL_ROWS = 2
+#: Pool rows the teacher must give each label as its top answer. One is enough: the soft targets carry every
+#: label on every row, and a one-row class stays in train (the split holds out only classes with 2+ rows).
+MIN_POOL_ROWS = 1
 
 RowProgress = Callable[[str, int, int], None]
 
@@ -173,9 +174,9 @@ def distill(teacher: str | Path, *, student: str | None = None, layers: int | No
                           progress=(lambda d, t: on_rows("labelling pool", d, t)) if on_rows else None)
         rare = {k: v for k, v in done.counts.items() if v < MIN_POOL_ROWS}
         if rare:
-            raise DataError(f"the teacher gave label(s) {rare} to fewer than {MIN_POOL_ROWS} of the {done.rows} pool "
-                            "rows, so the student cannot learn or be scored on them; give a larger or more varied "
-                            f"pool (the labelled rows are in {done.path}).", source=pool, column=text_column)
+            raise DataError(f"the teacher gave label(s) {rare} to none of the {done.rows} pool rows, so the student "
+                            "has no example of them; give a larger or more varied pool (the labelled rows are in "
+                            f"{done.path}).", source=pool, column=text_column)
     atomic_write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     return train_student(run_dir, recipe, spec, resume=False, measure=measure, progress=progress, on_rows=on_rows)
 
@@ -214,7 +215,7 @@ def _student_recipe(spec: DistillSpec, tdir: Path, meta: dict[str, Any], out: Pa
         train = _train_block(keep["train"], epochs, max_steps, lr, batch_size, seed)
     else:
         data = {"train": str((out_path / POOL_FILE).resolve()), "text": text_column, "label": LABEL_COLUMN,
-                "labels": spec.labels, "keep_columns": [PROBS_COLUMN],
+                "labels": spec.labels, "keep_columns": [PROBS_COLUMN], "checks": {"min_class_count": MIN_POOL_ROWS},
                 "max_length": int(meta.get("max_length", 128)) if meta["task"] != "generation" else 128}
         keep = {"task": {"name": "text_classification"}}
         train = _train_block({"epochs": 3}, epochs, max_steps, lr, batch_size, seed)

@@ -4,6 +4,7 @@ via dotted overrides) → the scenario's own script on the trained runs."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -52,12 +53,20 @@ def test_customer_service_answers_or_hands_over_by_threshold(tmp_path: Path, tin
     for a in answered:
         assert a["action"] == "answer" and a["reply"] == a["answer"] and a["why"] == ""
         assert a["answer"] in faq_answers and a["intent"] in intents
-    # a threshold at an observed confidence splits the questions exactly there (JSON floats round-trip exactly)
+    # a threshold at an observed confidence splits the questions exactly there (the script's own rule, in process)
+    spec = importlib.util.spec_from_file_location("assistant", folder / "assistant.py")
+    assert spec is not None and spec.loader is not None
+    assistant = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(assistant)
     cut = sorted(a["intent_confidence"] for a in answered)[2]
-    split = ask(cut, -1.0)
-    assert [s["intent_confidence"] for s in split] == [a["intent_confidence"] for a in answered]  # deterministic
+    split = [assistant.decide(a["question"], {"label": a["intent"], "score": a["intent_confidence"]},
+                              {"answer": a["answer"], "score": a["answer_score"]}, cut, -1.0) for a in answered]
     assert [s["action"] for s in split] == ["handover" if a["intent_confidence"] < cut else "answer"
                                             for a in answered]
+    low_answer = assistant.decide("你好", {"label": "greetings", "score": 0.99}, {"answer": "你好", "score": 0.4}, 0.5,
+                                  0.6)
+    assert low_answer["action"] == "handover" and low_answer["why"] == "answer score 0.40 < 0.6"
+    assert low_answer["reply"] == "抱歉，我不太确定您的问题。正在为您转接人工客服。"
     handed = ask(1.01, -1.0)
     assert {h["action"] for h in handed} == {"handover"}
     assert [h["reply"] for h in handed][1:3] == [

@@ -83,9 +83,14 @@ class Predictor:
         if not texts:
             self.task.probabilities([np.zeros(len(self.labels), dtype=np.float32)])  # same error for every input
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self.task.probabilities(self.outputs(texts, pairs))
+
+    def outputs(self, texts: list[str], pairs: list[str] | None = None) -> Any:
+        """The model's raw outputs for ``texts`` (logits for classifiers, scores for regression): the forward
+        pass every task has, used to time models whatever their task."""
         texts, pairs = self._masked(texts) or [], self._masked(pairs)
         enc = self.task.encode(self.task.input_frame(texts, pairs), self.processor, self.labels)
-        return self.task.probabilities(self.task.run_outputs(self.model, enc, self.device, self.dtype))
+        return self.task.run_outputs(self.model, enc, self.device, self.dtype)
 
     def predict(self, inputs: list[str], pairs: list[str] | None = None, top_k: int = 3) -> list[dict[str, Any]]:
         """One JSON-able dict per input (a label with scores, entities, answers, generated text...)."""

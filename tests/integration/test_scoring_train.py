@@ -51,6 +51,12 @@ def test_regression_learns_vader_scores(tmp_path: Path, vader_files: tuple[Path,
 
     pred = Predictor.load(run.run_dir).predict(["I love this, what a wonderful day!", "This is awful, I hate it."])
     assert pred[0]["score"] > pred[1]["score"]  # scores come back on the -4..4 scale
+    # compress measures a regression model too (it has no probabilities: timing uses the raw forward pass)
+    from taskfit.compress import compress_run
+
+    doc = json.loads((compress_run(run.run_dir, "torch-int8", rows=16).run_dir / "compression.json").read_text())
+    assert doc["before"]["n"] == doc["after"]["n"] == 16 and doc["after"]["throughput_per_s"] > 0
+    assert set(doc["before"]["metrics"]) == set(doc["after"]["metrics"]) and "spearman" in doc["after"]["metrics"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
     proc = subprocess.run([sys.executable, "-m", "taskfit", "eval", str(run.run_dir), "--data", str(heldout),
                            "--json", str(tmp_path / "eval.json")], capture_output=True, text=True, env=env,

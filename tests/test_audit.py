@@ -100,3 +100,29 @@ def test_audit_bad_options_fail_before_measuring(audited_run: Path, tmp_path: Pa
     pd.DataFrame({"text": ["a"], "label": ["sports"]}).to_csv(bad, index=False)
     res = run_taskfit(["audit", str(audited_run), "--data", str(bad), "--group-column", "gender"], ok=False)
     assert res.returncode == 2 and "'gender'" in res.stderr and "text" in res.stderr
+
+
+@pytest.mark.parametrize(("maes", "expected"), [((0.50, 0.55), "pass"), ((0.40, 0.70), "warn")])
+def test_regression_fairness_is_judged_by_the_error_spread_between_groups(maes: tuple[float, float],
+                                                                         expected: str) -> None:
+    """A regression has no selection rate; its verdict comes from the MAE spread relative to the overall MAE."""
+    import numpy as np
+
+    from taskfit.audit import AuditOptions, _Auditor
+    from taskfit.audit_text import MESSAGES
+    from taskfit.trust.fairness import regression_fairness
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=400)
+    groups = np.array(["a"] * 200 + ["b"] * 200)
+    err = np.concatenate([np.full(200, maes[0]), np.full(200, maes[1])]) * rng.choice([-1.0, 1.0], size=400)
+    result = regression_fairness(y, y + err, groups)
+    result["group_column"] = "domain"
+    for lang in ("en", "zh"):
+        auditor = object.__new__(_Auditor)
+        auditor.opts, auditor.t, auditor.recipe = AuditOptions(lang=lang), MESSAGES[lang], None
+        auditor.results = {"fairness": result}
+        finding = auditor.fairness()
+        assert finding.status == expected
+        assert "domain" in finding.verdict and f"{maes[1] - maes[0]:.3f}" in finding.verdict
+        assert "b" in finding.verdict  # the worst group is named

@@ -66,7 +66,7 @@ def test_recipe_round_trips_through_yaml(tree: dict[str, Any]) -> None:
     # The dump is fully resolved: defaults appear, so the file alone reproduces the run.
     dumped = yaml.safe_load(text)
     assert set(dumped) == {"task", "data", "model", "method", "train", "output", "privacy", "adversarial",
-                           "fairness", "federated"}
+                           "fairness", "federated", "monitor"}
     assert "checks" in dumped["data"] and "early_stopping" in dumped["train"]
 
 

@@ -30,6 +30,7 @@ from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 Status = Literal["pass", "warn", "not assessed"]
 SECTIONS = ("provenance", "pii", "privacy", "robustness", "fairness", "explanations")
+REGRESSION_MAE_GAP = 0.25  # regression fairness: largest minus smallest group MAE, as a share of the overall MAE
 
 
 @dataclass
@@ -217,12 +218,22 @@ class _Auditor:
                                                 p.device, p.dtype)
         else:
             result = recorded or {}
-        gap = result.get("demographic_parity_difference")
-        eo = result.get("equalized_odds_difference")
-        worst = max((g for g in (gap, eo) if g is not None), default=None)
-        status: Status = "warn" if worst is not None and worst > 0.10 else "pass"
-        verdict = self.t["fair"].format(result.get("group_column", group), _num(gap), _num(eo),
-                                        result.get("worst_group", "-"))
+        status: Status
+        if result.get("kind") == "regression":
+            # A regression has no selection rate: judge the spread of the error between groups, relative to
+            # the overall error (warn when the worst group's MAE exceeds the best's by over REGRESSION_MAE_GAP).
+            mae_gap, overall_mae = result.get("mae_gap"), (result.get("overall") or {}).get("mae")
+            rel = mae_gap / overall_mae if mae_gap is not None and overall_mae else None
+            status = "warn" if rel is not None and rel > REGRESSION_MAE_GAP else "pass"
+            verdict = self.t["fair_regression"].format(result.get("group_column", group), _num(mae_gap),
+                                                       _num(rel), result.get("worst_group", "-"))
+        else:
+            gap = result.get("demographic_parity_difference")
+            eo = result.get("equalized_odds_difference")
+            worst = max((g for g in (gap, eo) if g is not None), default=None)
+            status = "warn" if worst is not None and worst > 0.10 else "pass"
+            verdict = self.t["fair"].format(result.get("group_column", group), _num(gap), _num(eo),
+                                            result.get("worst_group", "-"))
         html = "".join(f"<h3>{esc(t)}</h3>{h}" for t, h in fairness.fairness_sections(result))
         return Finding("fairness", status, verdict, result, html)
 

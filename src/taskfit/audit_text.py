@@ -39,6 +39,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "adv_trained": "Trained with adversarial {} (ε = {}).",
         "no_group": "No group column given (fairness.group_column in the recipe or --group-column).",
         "fair": "Groups by {}: demographic parity difference {}, equalized odds difference {}; worst group {}.",
+        "fair_regression": "Groups by {}: MAE spread between groups {} ({} of the overall MAE; warning above 0.25); "
+                           "worst group {}.",
         "running_explain": "explaining a sample of right and wrong predictions",
         "explained": "{} predictions explained by integrated gradients (largest convergence delta {:.2e}).",
         "card_intended": "Intended use", "card_default_use": "{task} of {kind} like the training data ({labels}).",
@@ -73,6 +75,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "adv_trained": "训练时使用了对抗训练 {}（ε = {}）。",
         "no_group": "未指定分组列（配方中的 fairness.group_column 或 --group-column）。",
         "fair": "按 {} 分组：人口均等差 {}，均等几率差 {}；最差组 {}。",
+        "fair_regression": "按 {} 分组：各组 MAE 之差 {}（为总体 MAE 的 {}；超过 0.25 即警告）；最差组 {}。",
         "running_explain": "解释部分正确和错误的预测",
         "explained": "用积分梯度解释了 {} 个预测（最大收敛误差 {:.2e}）。",
         "card_intended": "预期用途", "card_default_use": "对与训练数据相似的{kind}做{task}（{labels}）。",

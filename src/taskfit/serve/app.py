@@ -12,6 +12,7 @@ at run time, and the request model is built per app (its limits come from the se
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -115,6 +116,16 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+def warm_up_masking() -> None:
+    """Build the PII engines (Presidio, jieba) now, before the server says it is ready. Built lazily, they
+    would load during the first logged requests and hold the interpreter for seconds while traffic runs.
+    Without the PII libraries nothing happens here; logging reports that error where it arises."""
+    from taskfit.serve.db import mask_record
+
+    with contextlib.suppress(TaskfitError):
+        mask_record("warm-up 预热 user@example.com")
+
+
 def create_app(settings: ServeSettings, store: Store | None = None, extra_routers: Sequence[APIRouter] = ()) \
         -> FastAPI:
     """Load the models, open the store and build the app (models load here, before the server listens).
@@ -146,6 +157,8 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
             store.close()
         raise
     table = ModelTable(served, store)
+    if settings.log_sample_rate > 0 and served:  # a console without models logs no predictions
+        warm_up_masking()
     sink = RecordSink(store, monitors, settings.log_sample_rate, metrics)
     state = {"ready": True}
 

@@ -148,6 +148,28 @@ def test_distilled_run_loads_in_predictor_and_caches_the_teacher_logits(teacher_
     assert json.loads((small.run_dir / "compression.json").read_text())["after"]["n"] == 6
 
 
+def test_regression_student_is_compared_with_its_teacher(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A regression teacher distils into a score student, and the before/after table is measured on the same
+    rows with RMSE, where a rise counts as a drop."""
+    from taskfit.compress.distill import distill
+    from taskfit.config import parse_recipe
+    from taskfit.data.packaged import write_dataset
+    from taskfit.pipeline import train_recipe
+
+    data = write_dataset("vader_tweets", tmp_path / "vader.csv", n=160, seed=0)
+    recipe = tiny_recipe(data, tiny_model_dir, tmp_path / "runs", max_steps=6)
+    recipe.update(task={"name": "regression"}, data={**recipe["data"], "text": "text", "label": "score"})
+    train_recipe(parse_recipe(recipe))
+    run = distill(tmp_path / "runs" / "run", layers=1, max_steps=4, out=tmp_path / "student", measure=True)
+    block = json.loads((run / "results.json").read_text())["distillation"]
+    assert "comparison_skipped" not in block
+    cmp = block["comparison"]
+    before, after = cmp["before"]["metrics"]["rmse"], cmp["after"]["metrics"]["rmse"]
+    assert cmp["metric"] == "rmse" and math.isfinite(before) and math.isfinite(after)
+    assert cmp["drop"] == pytest.approx(after - before)  # lower is better: a higher RMSE is a loss
+    assert cmp["rows"] == cmp["after"]["n"] > 0
+
+
 def test_resume_after_interrupt_gives_the_uninterrupted_weights(teacher_run: Path, tmp_path: Path) -> None:
     from taskfit.compress.distill import distill, resume_distill
 

@@ -30,6 +30,7 @@ from taskfit.pipeline import file_sha256, hardware, model_card, save_model
 from taskfit.tasks import Task
 from taskfit.tasks.base import Encoded
 from taskfit.train import TrainResult
+from taskfit.train.loop import LOWER_IS_BETTER
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -75,7 +76,10 @@ def compare(spec: DistillSpec, student_dir: Path, frame: pd.DataFrame, text: str
             note("measuring the teacher on the same rows")
             before = _measure(tdir, _rows_file(tmeta, texts, labels, Path(td) / "teacher.jsonl"), cache=True)
     b, a = before["metrics"].get(metric), after["metrics"].get(metric)
-    drop = (b - a) if isinstance(a, float) and isinstance(b, float) else 0.0
+    if isinstance(a, float) and isinstance(b, float):
+        drop = (a - b) if metric in LOWER_IS_BETTER else (b - a)  # RMSE rising is a loss too
+    else:
+        drop = 0.0
     return {"method": "distillation", "metric": metric, "rows": len(frame), "before": before, "after": after,
             "drop": drop, "tolerance": 0.0, "flagged": False}
 
@@ -117,10 +121,7 @@ def finish_run(run_dir: Path, recipe: Recipe, spec: DistillSpec, task: Task, spl
                          "label_counts": {str(k): int(v) for k, v in pool["teacher_label"].value_counts().items()},
                          "mean_teacher_score": round(float(pool["teacher_score"].mean()), 4),
                          "note": "held-out scores are agreement with the teacher's labels"}
-    if measure and task.name == "regression":
-        # compress/measure.py times batch-1 calls through Predictor.predict_proba, which a score model lacks.
-        block["comparison_skipped"] = "the shared measurement times predict_proba, which regression models lack"
-    elif measure:
+    if measure:
         block["comparison"] = compare(spec, run_dir / "model", splits.frames[held], task.text, task.label, metric,
                                       note)
     timing = {"train_s": round(result.train_seconds, 2), "steps": result.steps,

@@ -20,7 +20,7 @@ import torch
 
 from taskfit import __version__
 from taskfit.compress.measure import dir_size_mb
-from taskfit.compress.run import _measure, comparison_rows
+from taskfit.compress.run import _measure, comparison_rows, score_drop
 from taskfit.config import Recipe
 from taskfit.data import Splits
 from taskfit.evaluate import write_html_report
@@ -30,7 +30,6 @@ from taskfit.pipeline import file_sha256, hardware, model_card, save_model
 from taskfit.tasks import Task
 from taskfit.tasks.base import Encoded
 from taskfit.train import TrainResult
-from taskfit.train.loop import LOWER_IS_BETTER
 from taskfit.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -75,13 +74,8 @@ def compare(spec: DistillSpec, student_dir: Path, frame: pd.DataFrame, text: str
         else:
             note("measuring the teacher on the same rows")
             before = _measure(tdir, _rows_file(tmeta, texts, labels, Path(td) / "teacher.jsonl"), cache=True)
-    b, a = before["metrics"].get(metric), after["metrics"].get(metric)
-    if isinstance(a, float) and isinstance(b, float):
-        drop = (a - b) if metric in LOWER_IS_BETTER else (b - a)  # RMSE rising is a loss too
-    else:
-        drop = 0.0
     return {"method": "distillation", "metric": metric, "rows": len(frame), "before": before, "after": after,
-            "drop": drop, "tolerance": 0.0, "flagged": False}
+            "drop": score_drop(metric, before, after), "tolerance": 0.0, "flagged": False}
 
 
 def finish_run(run_dir: Path, recipe: Recipe, spec: DistillSpec, task: Task, splits: Splits,

@@ -53,6 +53,15 @@ def _eval_rows(run_dir: Path, meta: dict[str, Any], data: Path | None, rows: int
 _MEASURED: dict[tuple[str, float, str], dict[str, Any]] = {}
 
 
+def score_drop(metric: str, before: dict[str, Any], after: dict[str, Any]) -> float:
+    """How much ``metric`` got worse from ``before`` to ``after`` (measurement documents; a rise of a
+    lower-is-better metric such as RMSE counts as a drop); 0 when either side lacks it."""
+    b, a = before["metrics"].get(metric), after["metrics"].get(metric)
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return 0.0
+    return float(a - b if metric in LOWER_IS_BETTER else b - a)
+
+
 def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str, Any]:
     """Measure in a fresh process. ``cache``: reuse this process's earlier measurement of the same (unchanged)
     source model on the same rows (compressing one run with several methods measures the source once)."""
@@ -138,8 +147,7 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         before = _measure(src_model, rows_file, cache=True)
         note("measuring the compressed model")
         after = _measure(tmp / "model", rows_file)
-    b, a = before["metrics"].get(metric), after["metrics"].get(metric)
-    drop = 0.0 if a is None or b is None else (a - b if metric in LOWER_IS_BETTER else b - a)
+    drop = score_drop(metric, before, after)
     flagged = drop > tolerance
     doc = {"method": method, "source": str(src_run), "metric": metric, "drop": drop, "tolerance": tolerance,
            "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra,

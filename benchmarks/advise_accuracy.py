@@ -43,7 +43,18 @@ CASES = (
     ("bbc-minilm-lora-64", "bbc_news", 500, 64, "all-MiniLM-L6-v2", "lora", ("en",)),
     ("zh-e5-lora", "zh_sentiment", 500, 128, "multilingual-e5-small", "lora", ("zh",)),
 )
-PRECISION = "bf16"  # what train.precision=auto picks on this CPU (AVX-512-BF16); stated in the output
+
+def _auto_precision() -> str:
+    """What ``train.precision: auto`` picks on this machine (bf16 where the CPU computes it natively, e.g.
+    AVX-512-BF16 / AMX; fp32 elsewhere): the precision a user's real run would use. Stated in the output."""
+    import torch
+
+    from taskfit.train.loop import pick_precision
+
+    return "bf16" if pick_precision("auto", torch.device("cpu")) is not None else "fp32"
+
+
+PRECISION = _auto_precision()
 
 DRIVER = r"""
 import json, sys, time

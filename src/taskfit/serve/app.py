@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -35,7 +34,7 @@ from taskfit.serve.batching import BatchError, QueueFull, ShuttingDown
 from taskfit.serve.db import Store
 from taskfit.serve.limits import BodyLimitMiddleware
 from taskfit.serve.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServeMetrics
-from taskfit.serve.records import PredictionRecord
+from taskfit.serve.records import PredictionRecord, RequestIds
 from taskfit.serve.runtime import ModelTable, RecordSink, UnknownModel, load_models
 from taskfit.serve.settings import ServeSettings
 
@@ -160,6 +159,7 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
     if settings.log_sample_rate > 0 and served:  # a console without models logs no predictions
         warm_up_masking()
     sink = RecordSink(store, monitors, settings.log_sample_rate, metrics)
+    request_ids = RequestIds()
     state = {"ready": True}
 
     @asynccontextmanager
@@ -251,7 +251,7 @@ def create_app(settings: ServeSettings, store: Store | None = None, extra_router
         latency_ms = (time.perf_counter() - start) * 1000.0
         preds, records = [], []
         for text, out in zip(texts, outputs, strict=True):
-            rid = uuid.uuid4().hex
+            rid = request_ids.next()
             preds.append({"request_id": rid, **out})
             label = out.get("label") if isinstance(out.get("label"), str) else None
             score = out.get("score") if isinstance(out.get("score"), int | float) else None

@@ -14,6 +14,7 @@ The rate limiter lives in the memory of one process: with several service proces
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -97,10 +98,14 @@ class Auth:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}")
 
-        def dependency(bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                       x_api_key: str | None = Depends(_header)) -> Caller:
+        async def dependency(bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                             x_api_key: str | None = Depends(_header)) -> Caller:
             raw = bearer.credentials if bearer is not None else x_api_key
-            return self.check(raw, scope)
+            if not self.required and not (raw and raw.strip()):
+                return Caller(name=None, scopes=SCOPES, key_id=None)  # keys off, none sent: nothing to look up
+            # key checks read and write the database: off the event loop (a sync dependency would hop threads
+            # for every request, a keyless one included)
+            return await asyncio.to_thread(self.check, raw, scope)
 
         dependency.__name__ = f"require_{scope}"
         return dependency

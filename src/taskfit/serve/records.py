@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+__all__ = ["PredictionRecord", "RequestIds"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +37,21 @@ class PredictionRecord:
     latency_ms: float
     key_name: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class RequestIds:
+    """Unguessable request ids (32 hex characters, 128 random bits each, like ``uuid4().hex``) drawn from the OS
+    random source 256 at a time: one ``getrandom`` call per id releases the GIL on every served input, and under
+    load the event loop then waits for the worker threads to hand it back."""
+
+    def __init__(self, per_draw: int = 256) -> None:
+        self._per_draw = per_draw
+        self._pool: list[str] = []
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            if not self._pool:
+                raw = os.urandom(16 * self._per_draw).hex()
+                self._pool = [raw[i:i + 32] for i in range(0, len(raw), 32)]
+            return self._pool.pop()

@@ -293,7 +293,8 @@ class Task(ABC):
                     dtype: torch.dtype | None, batch_tokens: int = 16384) -> list[Any]:
         """:meth:`outputs` for every row, in the split's row order."""
         was_training = model.training
-        model.eval()
+        if was_training:  # a served model is in eval mode already: walking its modules cost ~0.4 ms per call
+            model.eval()
         out: list[Any] = [None] * len(enc)
         cap = batch_tokens if self.text_input else None
         batcher = BucketBatcher(enc.lengths, batch_size=64, batch_tokens=cap, shuffle=False)
@@ -303,7 +304,8 @@ class Task(ABC):
                 res = self.outputs(model, batch)
             for j, i in enumerate(idx):
                 out[i] = res[j]
-        model.train(was_training)
+        if was_training:
+            model.train()
         return out
 
     def evaluate(self, model: torch.nn.Module, enc: Encoded, labels: list[str], device: torch.device,

@@ -18,7 +18,7 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException
@@ -93,7 +93,7 @@ class Auth:
         self.required = required
         self.limiter = RateLimiter()
 
-    def require(self, scope: str) -> Callable[..., Caller]:
+    def require(self, scope: str) -> Callable[..., Awaitable[Caller]]:
         """A FastAPI dependency admitting callers whose key has ``scope`` (use ``Depends(auth.require(...))``)."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}")

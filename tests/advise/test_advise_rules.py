@@ -11,9 +11,11 @@ import pytest
 
 from conftest import run_taskfit
 from taskfit.advise import Constraints, Workload, advise, select_profile
-from taskfit.advise.estimate import eval_seconds, fit_steps, latency_ms, peak_memory_mb, train_seconds
+from taskfit.advise.estimate import eval_seconds, fit_steps, latency_ms, peak_memory_mb, shape_of_entry, train_seconds
 from taskfit.advise.quality import MEASURED, adjust
+from taskfit.advise.tokens import batch_shapes
 from taskfit.errors import ConfigError
+from taskfit.train.memory import activation_bytes
 
 SETTINGS = {"steps": 2, "rows": 32, "lengths": [16, 128], "infer_lengths": [16, 128], "infer_rows": 32,
             "infer_length": 64, "infer_calls": 3, "threads": None}
@@ -165,6 +167,51 @@ def test_memory_follows_the_activation_term(profile):
     assert peak_memory_mb(full, Workload("text_classification", 1000, batch_size=64), 32, 128) > 900.0
     # a frozen backbone keeps no activations for backward: its measured peak stands
     assert peak_memory_mb(frozen, Workload("text_classification", 1000, longest=512), 32, 128) == 300.0
+
+
+def test_largest_batches_come_from_the_loops_own_bucketing():
+    # 390 rows of 40 tokens and 10 of 128: sorted and cut in 32s, the 10 longest share the 16-row remainder
+    lengths = [40] * 390 + [128] * 10
+    assert batch_shapes(lengths, train_rows=400, batch_size=32) == ((16, 128), (32, 40))
+    # with 40 long rows one full batch holds 128-token rows: that shape dominates every other
+    assert batch_shapes([40] * 360 + [128] * 40, train_rows=400, batch_size=32) == ((32, 128),)
+    # more training rows than counted: drawn with replacement, still only shapes the data can make
+    shapes = batch_shapes([10, 20, 30], train_rows=100, batch_size=8)
+    assert all(r <= 8 and n in (10, 20, 30) for r, n in shapes)
+
+
+def test_memory_uses_the_largest_batch_the_loop_forms(profile):
+    full = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
+    guess = Workload("text_classification", 500, longest=128)  # no lengths: 32 × 128 assumed
+    known = Workload("text_classification", 500, longest=128,
+                     batches={"all-MiniLM-L6-v2": ((16, 128), (32, 40))})
+    shape = shape_of_entry(full)
+    expected = 900.0 + (activation_bytes(shape, 16, 128) - activation_bytes(shape, 32, 128)) / 2**20
+    assert peak_memory_mb(full, guess, 32, 128) == pytest.approx(900.0)
+    assert peak_memory_mb(full, known, 32, 128) == pytest.approx(expected)
+    assert expected < 900.0
+    # another model of the same workload without counted lengths keeps the old assumption
+    other = profile["options"]["all-MiniLM-L6-v2|full|bf16"] | {"model": "multilingual-e5-small"}
+    assert peak_memory_mb(other, known, 32, 128) == pytest.approx(900.0)
+
+
+def test_memory_is_a_line_through_the_peaks_measured_per_shape(profile):
+    full = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
+    shape = shape_of_entry(full)
+    a16, a128 = (activation_bytes(shape, 32, n) / 2**20 for n in (16, 128))
+    train = [dict(full["train"][0], peak_mb=500.0), dict(full["train"][1], peak_mb=1400.0)]
+    measured = full | {"train": train}
+    k = (1400.0 - 500.0) / (a128 - a16)
+    # at a profiled shape the estimate is that shape's own measurement
+    assert peak_memory_mb(measured, Workload("text_classification", 500, longest=128), 32, 128) == \
+        pytest.approx(1400.0)
+    half = Workload("text_classification", 500, longest=64)
+    assert peak_memory_mb(measured, half, 32, 128) == pytest.approx(
+        500.0 + k * (activation_bytes(shape, 32, 64) / 2**20 - a16))
+    # peaks that do not grow with activations (shapes run out of order) fall back to the formula
+    flat = full | {"train": [dict(train[0], peak_mb=1400.0), dict(train[1], peak_mb=1400.0)]}
+    assert peak_memory_mb(flat, Workload("text_classification", 500, longest=128), 32, 128) == \
+        pytest.approx(900.0)
 
 
 def test_quality_adjustment_by_rows():

@@ -78,7 +78,8 @@ class Advice:
         w = self.workload
         return {"workload": {"task": w.task, "rows": w.rows, "labels": w.labels, "languages": list(w.languages),
                              "epochs": w.epochs, "batch_size": w.batch_size, "tokens": w.tokens,
-                             "longest": w.longest, "train_rows": w.train_rows},
+                             "longest": w.longest, "train_rows": w.train_rows,
+                             "largest_batches": {m: [list(s) for s in v] for m, v in (w.batches or {}).items()}},
                 "objective": self.objective, "source": self.source, "machine": self.machine, "notes": self.notes,
                 "ranked": [o.as_dict() for o in self.ranked], "rejected": [o.as_dict() for o in self.rejected]}
 
@@ -203,8 +204,12 @@ def _reasons(opt: Option, entry: dict[str, Any], work: Workload) -> list[str]:
     out = list(e.notes)
     out.append(f"+ evaluation {e.eval_s:.0f} s at {e.throughput_rows_s:.0f} rows/s, "
                f"+ model load {entry.get('load_s', 0)} s")
-    out.append(f"memory: {entry['train_peak_mb']:.0f} MB measured at {entry['train'][-1]['rows']} × "
-               f"{entry['train'][-1]['length']} tokens, carried to {work.batch_size} × {work.longest_for(opt.model)}"
+    measured = [s for s in entry["train"] if "peak_mb" in s]
+    at = (" and ".join(f"{s['peak_mb']:.0f} MB at {s['rows']} × {s['length']}" for s in measured)
+          + " tokens (a line against activations)") if len(measured) >= 2 else \
+        f"{entry['train_peak_mb']:.0f} MB at {entry['train'][-1]['rows']} × {entry['train'][-1]['length']} tokens"
+    out.append(f"memory: measured {at}, carried to the largest batch "
+               f"{' or '.join(f'{r} × {n}' for r, n in work.peak_batches(opt.model))}"
                f" → {e.peak_mb:.0f} MB (+ {entry.get('base_rss_mb', 0):.0f} MB Python and libraries)")
     t = entry["shape"]["trainable"]
     out.append(f"{t / 1e6:.2f} M of {entry['shape']['params'] / 1e6:.1f} M parameters train; precision "

@@ -76,12 +76,20 @@ class Workload:
     longest: int | dict[str, int] = 128
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    #: per model, the (rows, length) shapes that can hold the peak (from the data's own lengths, see
+    #: :func:`taskfit.advise.tokens.batch_shapes`); without it, ``batch_size × longest`` is assumed
+    batches: dict[str, tuple[tuple[int, int], ...]] | None = None
 
     def tokens_for(self, model: str) -> float:
         return float(self.tokens[model] if isinstance(self.tokens, dict) else self.tokens)
 
     def longest_for(self, model: str) -> int:
         return int(self.longest[model] if isinstance(self.longest, dict) else self.longest)
+
+    def peak_batches(self, model: str) -> tuple[tuple[int, int], ...]:
+        """Candidate (rows, length) shapes of the batch with the most activations."""
+        known = (self.batches or {}).get(model)
+        return known if known else ((self.batch_size, self.longest_for(model)),)
 
     @property
     def train_rows(self) -> int:
@@ -139,15 +147,26 @@ def eval_seconds(entry: dict[str, Any], work: Workload) -> float:
 
 
 def peak_memory_mb(entry: dict[str, Any], work: Workload, profiled_rows: int, profiled_length: int) -> float:
-    """Memory training adds, carried from the profiled batch to the workload's longest batch."""
+    """Memory training adds at the workload's largest batch.
+
+    With a peak measured per profiled shape (profiles written since 2026-12), a line through the two points in
+    activation units: ``peak = fixed + k × activations`` — the measured slope ``k`` absorbs what the formula's
+    constants miss (LoRA's extra saved inputs, allocator slack). Otherwise (the built-in reference, older
+    profiles) the formula's activation difference is added to the one measured peak."""
     if entry["method"] == "frozen":
         return float(entry["train_peak_mb"])
     shape, half = shape_of_entry(entry), entry.get("precision_used") == "bf16"
-    longest = work.longest_for(entry["model"])
-    rows = work.batch_size * int(PASSES_PER_ROW.get(work.task, 1.0))
-    delta = activation_bytes(shape, rows, longest, half) - activation_bytes(shape, profiled_rows, profiled_length,
-                                                                            half)
-    return max(0.0, float(entry["train_peak_mb"]) + delta / 2**20)
+    passes = int(PASSES_PER_ROW.get(work.task, 1.0))
+    peak_act = max(activation_bytes(shape, rows * passes, length, half)
+                   for rows, length in work.peak_batches(entry["model"])) / 2**20
+    points = sorted((activation_bytes(shape, int(s["rows"]), int(s["length"]), half) / 2**20, float(s["peak_mb"]))
+                    for s in entry["train"] if "peak_mb" in s)
+    if len(points) >= 2 and points[-1][0] > points[0][0] and points[-1][1] > points[0][1]:
+        (a1, p1), (a2, p2) = points[0], points[-1]
+        k = (p2 - p1) / (a2 - a1)
+        return max(0.0, p1 + k * (peak_act - a1))
+    profiled = activation_bytes(shape, profiled_rows, profiled_length, half) / 2**20
+    return max(0.0, float(entry["train_peak_mb"]) + peak_act - profiled)
 
 
 def latency_ms(entry: dict[str, Any], tokens: float) -> float:

@@ -144,14 +144,18 @@ def measure_option(spec: dict[str, Any]) -> dict[str, Any]:
 
     shapes: list[dict[str, Any]] = []
     first: list[float] = []
-    for i, length in enumerate(spec["lengths"]):
+    # Shapes run shortest first, so the peak read after each shape is that shape's own (peaks only grow): two
+    # points to fit memory against activations, as step time is fitted against tokens.
+    for i, length in enumerate(sorted(spec["lengths"])):
         enc = synthetic_rows(task.name, spec["rows"], length, vocab, seed=i)
         batch = {k: v.to(device) for k, v in task.collate(enc, np.arange(spec["rows"]), train=True).items()}
         secs, cpu = _timed(lambda b=batch: train_step(b), device, warmup=1 if i else 2, repeats=spec["steps"],
                            first=first if i == 0 else None)
         shapes.append({"rows": spec["rows"], "length": length, "tokens": spec["rows"] * length,
                        "step_s": statistics.median(secs), "cpu_s": statistics.median(cpu),
-                       "step_s_all": [round(s, 4) for s in secs]})
+                       "step_s_all": [round(s, 4) for s in secs],
+                       "peak_mb": round(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                                        else rss_mb("VmHWM") - base_rss, 1)})
     # A run's first steps pay once for allocations and kernel choices; its share is added to estimates once.
     warmup_extra = max(0.0, sum(first) - len(first) * shapes[0]["step_s"])
     if device.type == "cuda":

@@ -20,7 +20,6 @@ Prints a table (estimated, measured, ratio) and writes ``benchmarks/results/advi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pprint
@@ -108,7 +107,7 @@ def real_run(csv: Path, case: tuple[Any, ...], tmp: Path) -> dict[str, Any]:
 def run_cases(steps: int) -> dict[str, Any]:
     from taskfit.advise import ProfileSettings, Workload, advise, run_profile
     from taskfit.advise.estimate import train_seconds
-    from taskfit.advise.tokens import batch_shapes, data_tokens
+    from taskfit.advise.tokens import data_tokens
     from taskfit.data.packaged import write_dataset
 
     out: dict[str, Any] = {"load_start": load(), "precision": PRECISION, "cases": []}
@@ -136,9 +135,8 @@ def run_cases(steps: int) -> dict[str, Any]:
             name, dataset, rows, max_length, model, method, langs = case
             csv = write_dataset(dataset, tmp / f"{dataset}-{rows}.csv", n=rows, seed=0)
             counted = data_tokens(csv, "text", [model], max_length=max_length)
-            work = Workload("text_classification", counted.rows, None, langs, epochs=1.0, batch_size=32,
-                            tokens=dict(counted.mean), longest=dict(counted.longest))
-            work = dataclasses.replace(work, batches={model: batch_shapes(counted.lengths[model], work.train_rows, 32)})
+            work = counted.workload(Workload("text_classification", counted.rows, None, langs, epochs=1.0,
+                                             batch_size=32))
             one = {"options": {k: v for k, v in doc["options"].items() if k.startswith(f"{model}|{method}|")},
                    "settings": doc["settings"], "machine": doc["machine"]}
             advice = advise(work, one)

@@ -6,10 +6,12 @@ Reading the data is optional (``taskfit advise --data FILE``); without it advice
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from taskfit.advise.estimate import Workload
 from taskfit.errors import ConfigError, DataError
 
 
@@ -22,6 +24,11 @@ class DataTokens:
     mean: dict[str, float]
     longest: dict[str, int]
     lengths: dict[str, list[int]] = field(default_factory=dict)
+
+    def workload(self, work: Workload) -> Workload:
+        """``work`` with these counts: mean and longest tokens and the largest batches, per model."""
+        batches = {m: batch_shapes(n, work.train_rows, work.batch_size) for m, n in self.lengths.items()}
+        return dataclasses.replace(work, tokens=dict(self.mean), longest=dict(self.longest), batches=batches)
 
 
 def batch_shapes(lengths: Sequence[int], train_rows: int, batch_size: int, seed: int = 0,

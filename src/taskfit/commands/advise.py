@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -147,14 +146,12 @@ def advise(
         check_workload(work, objective, limits)  # bad input fails before any file is read
         doc, source = select_profile(hardware, profile_file)
         if data is not None:
-            from taskfit.advise.tokens import batch_shapes, data_tokens
+            from taskfit.advise.tokens import data_tokens
 
             models = sorted({e["model"] for e in doc["options"].values()})
             counted = data_tokens(data, text_column, models)
-            work = Workload(task, rows if rows is not None else counted.rows, labels, langs, epochs, batch_size,
-                            dict(counted.mean), dict(counted.longest))
-            work = dataclasses.replace(work, batches={m: batch_shapes(n, work.train_rows, batch_size)
-                                                      for m, n in counted.lengths.items()})
+            work = counted.workload(Workload(task, rows if rows is not None else counted.rows, labels, langs,
+                                             epochs, batch_size))
         result = run_advice(work, doc, objective=objective, limits=limits, source=source)
     except TaskfitError as e:
         fail(e)

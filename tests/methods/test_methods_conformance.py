@@ -35,12 +35,14 @@ BAD_OPTIONS: dict[str, list[Any]] = {
         pytest.param("target_modules", "mlp"),
     ],
     "frozen": [("train_layer_norm", "sometimes")],
+    "full": [("freeze_embeddings", "partly")],
 }
 
 # Non-default settings, to check they survive the recipe round-trip too.
 NON_DEFAULT: dict[str, dict[str, Any]] = {
     "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"], "save_adapter": False},
     "frozen": {"train_layer_norm": True},
+    "full": {"freeze_embeddings": True},
 }
 
 
@@ -142,6 +144,18 @@ def test_frozen_with_layer_norm_trains_only_head_and_norms(tiny_model_dir: Path)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any("LayerNorm" in n for n in trainable)
     assert all(_is_head(n, heads) or "LayerNorm" in n for n in trainable)
+
+
+def test_full_with_frozen_embeddings_keeps_only_the_word_embeddings_fixed(tiny_model_dir: Path) -> None:
+    model, _, _ = _applied("full", tiny_model_dir, freeze_embeddings=True)
+    words = model.get_input_embeddings().weight
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _train_steps(model, _batch(tiny_model_dir))
+    fixed = {n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])}
+    assert not words.requires_grad
+    assert fixed == {"bert.embeddings.word_embeddings.weight"}, sorted(fixed)
+    trainable, total = count_trainable(model)
+    assert trainable == total - words.numel()
 
 
 @pytest.mark.parametrize("name", METHODS.names())

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from taskfit.errors import ConfigError
 from taskfit.methods.base import METHODS, Method, MethodConfig
 
 
@@ -14,11 +15,22 @@ class FullConfig(MethodConfig):
     """Train all parameters. Best accuracy, largest optimiser state (about 3× the weights in memory)."""
 
     name: Literal["full"] = Field("full", description="The method's registry name.")
+    freeze_embeddings: bool = Field(
+        False,
+        description="Keep the input token embeddings fixed. Multilingual vocabularies make them most of the "
+        "model (multilingual-e5-small: 96M of 118M parameters), so freezing them halves a CPU step and cuts "
+        "about 3x their size of gradient and optimiser memory; a tied output layer (causal LMs) stays fixed too.",
+    )
 
 
 def _apply(model: torch.nn.Module, cfg: FullConfig, head_names: list[str]) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(True)
+    if cfg.freeze_embeddings:
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        if embeddings is None:
+            raise ConfigError(f"method.freeze_embeddings: {type(model).__name__} has no input embeddings to freeze")
+        embeddings.weight.requires_grad_(False)
     return model
 
 

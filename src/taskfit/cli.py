@@ -20,7 +20,7 @@ from taskfit.commands.common import console, err_console
 from taskfit.commands.common import fail as _fail
 from taskfit.commands.common import offline_defaults as _offline_defaults
 from taskfit.errors import TaskfitError
-from taskfit.train.loop import Progress as TrainProgress
+from taskfit.train.progress import Progress as TrainProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskfit: fine-tune a pretrained model on your own data, measured and reported.")
@@ -80,15 +80,18 @@ def train(
         raise typer.Exit(_torchrun(nproc))
     _offline_defaults()
     from taskfit.config import load_recipe
-    from taskfit.pipeline import train_recipe
 
     try:
-        if resume is not None:
-            summary = train_recipe(resume_dir=resume, progress=BarProgress())
-        elif recipe is None:
+        if resume is None and recipe is None:
             raise typer.BadParameter("give a recipe file, or --resume RUN_DIR")
+        # the recipe is read and checked before torch and transformers load (seconds on a small CPU)
+        parsed = None if recipe is None or resume is not None else load_recipe(recipe, overrides or [])
+        from taskfit.pipeline import train_recipe
+
+        if parsed is None:
+            summary = train_recipe(resume_dir=resume, progress=BarProgress())
         else:
-            summary = train_recipe(load_recipe(recipe, overrides or []), progress=BarProgress())
+            summary = train_recipe(parsed, progress=BarProgress())
     except TaskfitError as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -186,7 +189,6 @@ def demo(
     from taskfit.config import parse_recipe
     from taskfit.data.packaged import DATASETS, write_dataset
     from taskfit.errors import ConfigError
-    from taskfit.pipeline import train_recipe
 
     try:
         if lang not in ("en", "zh"):
@@ -195,6 +197,8 @@ def demo(
         if name not in DATASETS:
             raise ConfigError(f"Unknown packaged dataset {name!r}; available: {', '.join(DATASETS.names())}.")
         ds = DATASETS.get(name)
+        from taskfit.pipeline import train_recipe  # torch and transformers: after the arguments are checked
+
         data = write_dataset(name, out / "data" / f"{name}{ds.suffix}", n=rows or ds.demo_rows)
         console.print(f"data: {data} ({ds.description}; task {ds.task}; licence: {ds.licence})", highlight=False)
         summary = train_recipe(parse_recipe(demo_recipe(name, data, method, epochs, out)), progress=BarProgress())

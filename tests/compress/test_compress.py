@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import run_taskfit
 from taskfit.errors import ConfigError, IncompatibleError
@@ -19,14 +18,8 @@ TOLERANCE = {"onnx": 1e-4, "onnx-int8": 0.08, "torch-int8": 0.08}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, bbc_csv: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("compress")
-    recipe = {"data": {"train": str(bbc_csv), "max_length": 64}, "model": {"name": str(minilm_dir)},
-              "train": {"max_steps": 20, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
-              "output": {"dir": str(tmp / "runs"), "name": "src"}}
-    (tmp / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_taskfit(["train", str(tmp / "recipe.yaml")])
-    return tmp / "runs" / "src"
+def trained(minilm_bbc_run: Path) -> Path:
+    return minilm_bbc_run
 
 
 @pytest.mark.slow

@@ -295,18 +295,12 @@ def test_cli_refuses_bad_alpha_with_the_message(teacher_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_minilm_teacher_to_layer_student_and_pool_student(tmp_path: Path, minilm_dir: Path, bbc_csv: Path,
+def test_minilm_teacher_to_layer_student_and_pool_student(tmp_path: Path, minilm_bbc_run: Path, bbc_csv: Path,
                                                           tiny_model_dir: Path) -> None:
-    import yaml
-
-    recipe = {"data": {"train": str(bbc_csv), "max_length": 64}, "model": {"name": str(minilm_dir)},
-              "train": {"max_steps": 20, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
-              "output": {"dir": str(tmp_path / "runs"), "name": "teacher"}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    run_taskfit(["train", str(tmp_path / "recipe.yaml")])
-    teacher = tmp_path / "runs" / "teacher"
-    res = run_taskfit(["distill", str(teacher), "--layers", "2", "--steps", "10", "--lr", "1e-4"])
-    student = tmp_path / "runs" / "teacher-distilled"
+    teacher = minilm_bbc_run
+    student = tmp_path / "student"
+    res = run_taskfit(["distill", str(teacher), "--layers", "2", "--steps", "10", "--lr", "1e-4", "--out",
+                       str(student)])
     assert "teacher vs student" in res.stdout and "throughput, batch 32" in res.stdout
     block = json.loads((student / "results.json").read_text())["distillation"]
     cmp = block["comparison"]

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import interrupt_at, run_taskfit, tiny_recipe
 from taskfit.compress import prune as P
@@ -256,16 +255,10 @@ def test_merge_rebuilds_the_lora_model_and_serves_without_peft(tiny4_dir: Path, 
 
 
 @pytest.mark.slow
-def test_cli_prunes_minilm_with_recovery_and_predicts(minilm_dir: Path, bbc_csv: Path, tmp_path: Path) -> None:
-    from taskfit.config import parse_recipe
+def test_cli_prunes_minilm_with_recovery_and_predicts(minilm_bbc_run: Path, tmp_path: Path) -> None:
     from taskfit.inference import Predictor
-    from taskfit.pipeline import train_recipe
 
-    recipe = {"data": {"train": str(bbc_csv), "max_length": 64}, "model": {"name": str(minilm_dir)},
-              "train": {"max_steps": 12, "batch_size": 16, "lr": 1e-4, "head_lr": 3e-3, "seed": 0},
-              "output": {"dir": str(tmp_path), "name": "src"}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    src = train_recipe(parse_recipe(recipe)).run_dir
+    src = minilm_bbc_run
     out = tmp_path / "small"
     res = run_taskfit(["compress", str(src), "--method", "prune-structured", "--sparsity", "0.25",
                        "--recovery-steps", "4", "--rows", "24", "--out", str(out)])
@@ -280,7 +273,7 @@ def test_cli_prunes_minilm_with_recovery_and_predicts(minilm_dir: Path, bbc_csv:
     assert pred.meta["backend"] == "pruned"
     again = pred.predict_proba(TEXTS)
     np.testing.assert_array_equal(Predictor.load(out).predict_proba(TEXTS), again)  # deterministic reload
-    # against the source, accuracy is reported (12 training steps leave MiniLM far from converged), not fixed
+    # against the source, accuracy is reported (20 training steps leave MiniLM far from converged), not fixed
     b, a = doc["before"]["metrics"]["accuracy"], doc["after"]["metrics"]["accuracy"]
     assert doc["drop"] == pytest.approx(b - a) and doc["flagged"] == (doc["drop"] > doc["tolerance"])
     bad = run_taskfit(["compress", str(src), "--method", "prune-magnitude", "--sparsity", "1.5"], ok=False)

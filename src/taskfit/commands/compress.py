@@ -9,7 +9,7 @@ import typer
 
 from taskfit.commands.common import console, fail, offline_defaults
 from taskfit.errors import TaskfitError
-from taskfit.train.loop import Progress
+from taskfit.train.progress import Progress
 
 
 class _RecoveryBar(Progress):

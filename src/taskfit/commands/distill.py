@@ -9,7 +9,7 @@ import typer
 
 from taskfit.commands.common import console, err_console, fail, offline_defaults
 from taskfit.errors import TaskfitError
-from taskfit.train.loop import Progress as TrainProgress
+from taskfit.train.progress import Progress as TrainProgress
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from taskfit.commands.common import console, err_console, fail, offline_defaults
 from taskfit.errors import TaskfitError
-from taskfit.train.loop import Progress
+from taskfit.train.progress import Progress
 
 
 class _Lines(Progress):

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import typer
 
 from taskfit.commands.common import console, fail, offline_defaults
 from taskfit.errors import DataError, TaskfitError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _text_columns(frame: pd.DataFrame) -> list[str]:
     """Columns with at least one string (or list of strings) value; ids and numbers are skipped."""
+    import numpy as np
+
     cols = []
     for col in frame.columns:
         values = frame[col].dropna()

@@ -6,12 +6,14 @@ activations need no gradient. Use a larger learning rate (``train.lr: 1e-3`` or 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from taskfit.methods.base import METHODS, Method, MethodConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class FrozenConfig(MethodConfig):

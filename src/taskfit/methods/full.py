@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from taskfit.errors import ConfigError
 from taskfit.methods.base import METHODS, Method, MethodConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class FullConfig(MethodConfig):
@@ -27,7 +29,8 @@ def _apply(model: torch.nn.Module, cfg: FullConfig, head_names: list[str]) -> to
     for p in model.parameters():
         p.requires_grad_(True)
     if cfg.freeze_embeddings:
-        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        getter = getattr(model, "get_input_embeddings", None)
+        embeddings = getter() if callable(getter) else None
         if embeddings is None:
             raise ConfigError(f"method.freeze_embeddings: {type(model).__name__} has no input embeddings to freeze")
         embeddings.weight.requires_grad_(False)

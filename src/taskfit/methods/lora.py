@@ -7,12 +7,14 @@ that plain ``transformers`` loads the model; the adapter alone is saved too when
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, field_validator
 
 from taskfit.methods.base import METHODS, Method, MethodConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class LoraConfigBlock(MethodConfig):
@@ -44,6 +46,8 @@ def _targets(model: torch.nn.Module, cfg: LoraConfigBlock, head_names: list[str]
     if cfg.target_modules == "all-linear":
         return "all-linear"
     wanted = _ATTENTION_SUFFIXES if cfg.target_modules == "attention" else list(cfg.target_modules)
+    import torch
+
     present = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     found = [w for w in wanted if w in present]
     if not found:

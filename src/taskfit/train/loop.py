@@ -33,20 +33,11 @@ from taskfit.train.checkpoint import (
     trainable_state,
 )
 from taskfit.train.hooks import StepHook
+from taskfit.train.progress import Progress
 from taskfit.train.schedule import make_scheduler, warmup_steps
 from taskfit.utils.io import append_jsonl, atomic_save, read_jsonl, write_jsonl
 
 LOWER_IS_BETTER = {"loss", "log_loss", "ece", "rmse", "mae", "hamming_loss"}
-
-
-class Progress:
-    """Progress callbacks; the CLI passes a rich progress bar, the library default prints nothing."""
-
-    def note(self, message: str) -> None: ...
-    def start(self, total_steps: int, done_steps: int) -> None: ...
-    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None: ...
-    def evaluated(self, record: dict[str, Any]) -> None: ...
-    def stop(self) -> None: ...
 
 
 @dataclass

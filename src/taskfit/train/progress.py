@@ -1,0 +1,16 @@
+"""The progress callbacks of a training run, kept apart from the loop so the CLI can define its bars without
+importing torch (``taskfit --help`` and argument errors answer in a fraction of a second)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Progress:
+    """Progress callbacks; the CLI passes a rich progress bar, the library default prints nothing."""
+
+    def note(self, message: str) -> None: ...
+    def start(self, total_steps: int, done_steps: int) -> None: ...
+    def step(self, step: int, loss: float, lr: float, samples_per_s: float) -> None: ...
+    def evaluated(self, record: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...

@@ -42,7 +42,16 @@ CASES = (
     ("bbc-minilm-full", "bbc_news", 500, 128, "all-MiniLM-L6-v2", "full", ("en",)),
     ("bbc-minilm-lora-64", "bbc_news", 500, 64, "all-MiniLM-L6-v2", "lora", ("en",)),
     ("zh-e5-lora", "zh_sentiment", 500, 128, "multilingual-e5-small", "lora", ("zh",)),
+    # generation: chat pairs, tokens of the chat template around prompt and response, batches packed into rows
+    # of max_length tokens
+    ("chat-smollm2-lora", "chat_en", 500, 256, "SmolLM2-135M-Instruct", "lora", ("en",)),
 )
+
+
+def task_of(dataset: str) -> str:
+    from taskfit.data.packaged import DATASETS
+
+    return DATASETS.get(dataset).task
 
 def _auto_precision() -> str:
     """What ``train.precision: auto`` picks on this machine (bf16 where the CPU computes it natively, e.g.
@@ -91,8 +100,11 @@ def load() -> float:
 
 
 def real_run(csv: Path, case: tuple[Any, ...], tmp: Path) -> dict[str, Any]:
-    name, _, _, max_length, model, method, _ = case
-    recipe = {"task": "text_classification", "data": {"train": str(csv), "max_length": max_length},
+    name, dataset, _, max_length, model, method, _ = case
+    task: Any = task_of(dataset)
+    if task == "generation":  # a few greedy replies only: the evaluation is not what is being estimated
+        task = {"name": "generation", "eval_prompts": 4, "max_new_tokens": 16}
+    recipe = {"task": task, "data": {"train": str(csv), "max_length": max_length},
               "model": {"name": model}, "method": {"name": method},
               "train": {"epochs": 1, "batch_size": 32, "precision": PRECISION, "lr": 1e-4, "seed": 0},
               "output": {"dir": str(tmp / "runs"), "name": name, "overwrite": True}}
@@ -134,9 +146,9 @@ def run_cases(steps: int) -> dict[str, Any]:
         for case in CASES:
             name, dataset, rows, max_length, model, method, langs = case
             csv = write_dataset(dataset, tmp / f"{dataset}-{rows}.csv", n=rows, seed=0)
-            counted = data_tokens(csv, "text", [model], max_length=max_length)
-            work = counted.workload(Workload("text_classification", counted.rows, None, langs, epochs=1.0,
-                                             batch_size=32))
+            task = task_of(dataset)
+            counted = data_tokens(csv, "text", [model], max_length=max_length, task=task)
+            work = counted.workload(Workload(task, counted.rows, None, langs, epochs=1.0, batch_size=32))
             one = {"options": {k: v for k, v in doc["options"].items() if k.startswith(f"{model}|{method}|")},
                    "settings": doc["settings"], "machine": doc["machine"]}
             advice = advise(work, one)

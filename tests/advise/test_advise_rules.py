@@ -180,6 +180,32 @@ def test_largest_batches_come_from_the_loops_own_bucketing():
     assert all(r <= 8 and n in (10, 20, 30) for r, n in shapes)
 
 
+def test_generation_batches_are_packed_like_the_generation_collate():
+    from taskfit.tasks.generation_data import first_fit
+
+    # 32 examples of 60 tokens packed into rows of 256: 4 per row, 8 rows of 240 tokens
+    assert batch_shapes([60] * 64, train_rows=64, batch_size=32, pack=256) == ((8, 240),)
+    # mixed lengths: each batch's shape is what first-fit decreasing makes of that batch's examples
+    lengths = [200] * 20 + [30] * 300
+    shapes = batch_shapes(lengths, train_rows=320, batch_size=32, pack=256)
+    assert all(rows <= 32 and width <= 256 for rows, width in shapes)
+    bins = first_fit([200] * 20 + [30] * 12, 256)  # the bucket of the 20 long examples and 12 short ones
+    assert (len(bins), 230) in shapes or any(r >= len(bins) and w >= 230 for r, w in shapes)
+
+
+def test_memory_line_uses_the_packed_shape_a_profile_step_ran_on(profile):
+    full = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
+    shape = shape_of_entry(full)
+    # a causal LM's probe asked for 32 × 16 but its rows were packed into 4 × 128
+    train = [dict(full["train"][0], peak_mb=500.0, batch=[4, 128]), dict(full["train"][1], peak_mb=1400.0)]
+    measured = full | {"train": train}
+    a_small, a_big = activation_bytes(shape, 4, 128) / 2**20, activation_bytes(shape, 32, 128) / 2**20
+    k = (1400.0 - 500.0) / (a_big - a_small)
+    work = Workload("text_classification", 500, longest=128, batches={"all-MiniLM-L6-v2": ((8, 128),)})
+    assert peak_memory_mb(measured, work, 32, 128) == pytest.approx(
+        500.0 + k * (activation_bytes(shape, 8, 128) / 2**20 - a_small))
+
+
 def test_memory_uses_the_largest_batch_the_loop_forms(profile):
     full = profile["options"]["all-MiniLM-L6-v2|full|bf16"]
     guess = Workload("text_classification", 500, longest=128)  # no lengths: 32 × 128 assumed

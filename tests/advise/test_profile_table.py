@@ -92,3 +92,34 @@ def test_advise_counts_tokens_of_real_rows(bbc_csv: Path, tmp_path: Path, minilm
                       ok=False, TASKFIT_CACHE=str(tmp_path))
     assert bad.returncode == 2
     assert "--text-column 'body' is not a column of the data; columns: text, label" in bad.stderr
+
+
+def test_generation_rows_are_counted_as_the_generation_task_encodes_them(tmp_path: Path):
+    """A chat file's tokens are the chat template around prompt and response (SmolLM2's tokenizer, real rows)."""
+    import pandas as pd
+
+    from taskfit.advise.tokens import data_tokens
+    from taskfit.data.packaged import write_dataset
+
+    chat = write_dataset("chat_en", tmp_path / "chat.csv", n=60, seed=0)
+    model = "SmolLM2-135M-Instruct"
+    counted = data_tokens(chat, "ignored", [model], max_length=256, task="generation")
+    frame = pd.read_csv(chat)
+    assert counted.rows == 60 and counted.pack == 256
+    from transformers import AutoTokenizer
+
+    from taskfit.models import resolve_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(model))
+    plain = [len(tok(f"{p} {r}")["input_ids"]) for p, r in zip(frame["prompt"], frame["response"], strict=True)]
+    # the template adds role markers (and SmolLM2's default system turn) to every row
+    assert all(n > m for n, m in zip(counted.lengths[model], plain, strict=True))
+    assert counted.longest[model] <= 256
+    work = counted.workload(Workload("generation", 60, None, ("en",), epochs=1.0, batch_size=16))
+    assert work.batches is not None
+    assert all(r < 16 for r, _ in work.batches[model])  # packed: fewer rows than examples
+    # the command counts a generation file with the causal LMs of the profile only
+    res = run_taskfit(["advise", "--task", "generation", "--data", str(chat), "--max-length", "256",
+                       "--languages", "en", "--json"], TASKFIT_CACHE=str(tmp_path))
+    doc = json.loads(res.stdout)
+    assert doc["workload"]["rows"] == 60

@@ -64,7 +64,9 @@ def fit_steps(train: list[dict[str, Any]], key: str = "step_s") -> StepFit:
 class Workload:
     """The user's job. ``tokens`` is the mean tokens per row (after truncation), ``longest`` the longest
     padded row (peak memory is reached on the longest batch); both may be per-model dicts because
-    tokenizers differ (e5's XLM-R vocabulary splits Chinese and English differently from MiniLM's)."""
+    tokenizers differ (e5's XLM-R vocabulary splits Chinese and English differently from MiniLM's). A model
+    missing from such a dict (one the data was not counted for: an encoder of a generation workload, which the
+    advice rejects for the task anyway) gets the uncounted default, 128 tokens."""
 
     task: str
     rows: int
@@ -81,10 +83,10 @@ class Workload:
     batches: dict[str, tuple[tuple[int, int], ...]] | None = None
 
     def tokens_for(self, model: str) -> float:
-        return float(self.tokens[model] if isinstance(self.tokens, dict) else self.tokens)
+        return float(self.tokens.get(model, 128.0) if isinstance(self.tokens, dict) else self.tokens)
 
     def longest_for(self, model: str) -> int:
-        return int(self.longest[model] if isinstance(self.longest, dict) else self.longest)
+        return int(self.longest.get(model, 128) if isinstance(self.longest, dict) else self.longest)
 
     def peak_batches(self, model: str) -> tuple[tuple[int, int], ...]:
         """Candidate (rows, length) shapes of the batch with the most activations."""
@@ -146,6 +148,13 @@ def eval_seconds(entry: dict[str, Any], work: Workload) -> float:
     return rows * PASSES_PER_ROW.get(work.task, 1.0) / rows_s
 
 
+def _ran_on(shape: dict[str, Any]) -> tuple[int, int]:
+    """(rows, length) of the tensor a profiled step ran on: packed rows where the profile recorded them, else the
+    rows and length it asked for (the same for encoders)."""
+    rows, length = shape.get("batch") or (shape["rows"], shape["length"])
+    return int(rows), int(length)
+
+
 def peak_memory_mb(entry: dict[str, Any], work: Workload, profiled_rows: int, profiled_length: int) -> float:
     """Memory training adds at the workload's largest batch.
 
@@ -159,7 +168,7 @@ def peak_memory_mb(entry: dict[str, Any], work: Workload, profiled_rows: int, pr
     passes = int(PASSES_PER_ROW.get(work.task, 1.0))
     peak_act = max(activation_bytes(shape, rows * passes, length, half)
                    for rows, length in work.peak_batches(entry["model"])) / 2**20
-    points = sorted((activation_bytes(shape, int(s["rows"]), int(s["length"]), half) / 2**20, float(s["peak_mb"]))
+    points = sorted((activation_bytes(shape, *_ran_on(s), half) / 2**20, float(s["peak_mb"]))
                     for s in entry["train"] if "peak_mb" in s)
     if len(points) >= 2 and points[-1][0] > points[0][0] and points[-1][1] > points[0][1]:
         (a1, p1), (a2, p2) = points[0], points[-1]

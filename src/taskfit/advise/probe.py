@@ -151,7 +151,9 @@ def measure_option(spec: dict[str, Any]) -> dict[str, Any]:
         batch = {k: v.to(device) for k, v in task.collate(enc, np.arange(spec["rows"]), train=True).items()}
         secs, cpu = _timed(lambda b=batch: train_step(b), device, warmup=1 if i else 2, repeats=spec["steps"],
                            first=first if i == 0 else None)
+        # "batch": the tensor shape the step ran on (a causal LM's rows are packed into fewer, longer rows)
         shapes.append({"rows": spec["rows"], "length": length, "tokens": spec["rows"] * length,
+                       "batch": [int(d) for d in batch["input_ids"].shape],
                        "step_s": statistics.median(secs), "cpu_s": statistics.median(cpu),
                        "step_s_all": [round(s, 4) for s in secs],
                        "peak_mb": round(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"

@@ -24,22 +24,28 @@ class DataTokens:
     mean: dict[str, float]
     longest: dict[str, int]
     lengths: dict[str, list[int]] = field(default_factory=dict)
+    #: generation: the loop packs each batch's examples into rows of this many tokens (``data.max_length``)
+    pack: int | None = None
 
     def workload(self, work: Workload) -> Workload:
         """``work`` with these counts: mean and longest tokens and the largest batches, per model."""
-        batches = {m: batch_shapes(n, work.train_rows, work.batch_size) for m, n in self.lengths.items()}
+        batches = {m: batch_shapes(n, work.train_rows, work.batch_size, pack=self.pack)
+                   for m, n in self.lengths.items()}
         return dataclasses.replace(work, tokens=dict(self.mean), longest=dict(self.longest), batches=batches)
 
 
 def batch_shapes(lengths: Sequence[int], train_rows: int, batch_size: int, seed: int = 0,
-                 cap: int = 200_000) -> tuple[tuple[int, int], ...]:
+                 cap: int = 200_000, pack: int | None = None) -> tuple[tuple[int, int], ...]:
     """The (rows, padded length) shapes of one epoch of the training loop's length-bucketed batches over
     ``train_rows`` rows drawn from ``lengths`` (without replacement when there are enough, else with), keeping
     only shapes no other batch exceeds in both rows and length — peak memory comes with one of them.
 
     Why not simply ``batch_size × longest``: bucketing sorts rows by length before cutting batches, so the
     longest rows share a batch, which is often the window's short remainder (e.g. 16 rows of 128 tokens and
-    32 rows of ~40): that guess over-estimated activations by half on BBC news."""
+    32 rows of ~40): that guess over-estimated activations by half on BBC news.
+
+    With ``pack`` (generation), each batch's examples are laid end to end in rows of at most ``pack`` tokens, as
+    the generation task's collate does (first-fit decreasing): the shape is (packed rows, longest packed row)."""
     import numpy as np
 
     from taskfit.config import TrainConfig
@@ -50,7 +56,15 @@ def batch_shapes(lengths: Sequence[int], train_rows: int, batch_size: int, seed:
     n = min(max(1, train_rows), cap)
     sample = rng.choice(pool, size=n, replace=n > len(pool))
     batcher = BucketBatcher(sample, batch_size, bucket_size=TrainConfig().bucket_size, seed=seed)
-    shapes = {(len(b), int(sample[b].max())) for b in batcher.epoch(0)}
+    if pack is None:
+        shapes = {(len(b), int(sample[b].max())) for b in batcher.epoch(0)}
+    else:
+        from taskfit.tasks.generation_data import first_fit
+
+        shapes = set()
+        for b in batcher.epoch(0):
+            bins = first_fit([int(x) for x in sample[b]], pack)
+            shapes.add((len(bins), max(int(sum(sample[b][i] for i in row)) for row in bins)))
     return tuple(sorted(s for s in shapes if not any(o != s and o[0] >= s[0] and o[1] >= s[1] for o in shapes)))
 
 
@@ -77,12 +91,19 @@ def read_texts(path: Path, column: str) -> list[str]:
     return texts
 
 
-def data_tokens(path: Path, column: str, models: Sequence[str], max_length: int = 128) -> DataTokens:
-    """Tokenise every text with each model's tokenizer (no model weights are loaded)."""
+def data_tokens(path: Path, column: str, models: Sequence[str], max_length: int = 128,
+                task: str = "text_classification") -> DataTokens:
+    """Tokenise every text with each model's tokenizer (no model weights are loaded).
+
+    For ``task="generation"`` a row is a conversation (prompt/response or messages columns, as training reads
+    them) and its tokens are those the generation task trains on: the chat template around prompt and response;
+    ``column`` is not used."""
     from transformers import AutoTokenizer
 
     from taskfit.models import resolve_model
 
+    if task == "generation":
+        return _conversation_tokens(path, models, max_length)
     texts = read_texts(path, column)
     mean: dict[str, float] = {}
     longest: dict[str, int] = {}
@@ -94,3 +115,27 @@ def data_tokens(path: Path, column: str, models: Sequence[str], max_length: int 
         longest[model] = max(lengths)
         per_row[model] = lengths
     return DataTokens(len(texts), mean, longest, per_row)
+
+
+def _conversation_tokens(path: Path, models: Sequence[str], max_length: int) -> DataTokens:
+    """Tokens per training example of a generation file, encoded by the generation task itself."""
+    from taskfit.config import DataConfig, GenerationOptions
+    from taskfit.models import resolve_model
+    from taskfit.tasks.generation import Generation
+    from taskfit.tasks.generation_data import read_conversations
+
+    if not path.is_file():
+        raise ConfigError(f"--data {str(path)!r} does not exist.")
+    opts = GenerationOptions()
+    frame = read_conversations(path, opts, DataConfig(train=str(path), max_length=max_length))
+    if not len(frame):
+        raise DataError("the data file has no rows.", source=path)
+    mean: dict[str, float] = {}
+    longest: dict[str, int] = {}
+    per_row: dict[str, list[int]] = {}
+    for model in models:
+        task = Generation(opts, max_length=max_length)
+        enc = task.encode(frame, task.load_processor(resolve_model(model)), [])
+        lengths = [int(n) for n in enc.lengths]
+        mean[model], longest[model], per_row[model] = sum(lengths) / len(lengths), max(lengths), lengths
+    return DataTokens(len(frame), mean, longest, per_row, pack=max_length)

@@ -121,7 +121,10 @@ def advise(
                                  "upper bound). --data measures it."),
     data: Path | None = typer.Option(None, "--data", help="Your data file (CSV/TSV/JSONL/Parquet): rows and tokens "
                                      "per row are measured with each model's tokenizer."),
-    text_column: str = typer.Option("text", "--text-column", help="Text column of --data."),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of --data (generation reads its "
+                                     "prompt/response or messages columns)."),
+    max_length: int = typer.Option(128, "--max-length", min=8, help="data.max_length of the run: --data rows are "
+                                   "cut to it (generation packs each batch into rows of this many tokens)."),
     profile_file: Path | None = typer.Option(None, "--profile", help="A profile written by `taskfit profile` "
                                              "(default: this machine's, else built-in reference figures)."),
     as_json: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
@@ -148,8 +151,10 @@ def advise(
         if data is not None:
             from taskfit.advise.tokens import data_tokens
 
-            models = sorted({e["model"] for e in doc["options"].values()})
-            counted = data_tokens(data, text_column, models)
+            # a generation file is counted with the causal LMs' chat templates only: encoders cannot train it
+            models = sorted({e["model"] for e in doc["options"].values()
+                             if task != "generation" or e.get("kind") == "causal_lm"})
+            counted = data_tokens(data, text_column, models, max_length=max_length, task=task)
             work = counted.workload(Workload(task, rows if rows is not None else counted.rows, labels, langs,
                                              epochs, batch_size))
         result = run_advice(work, doc, objective=objective, limits=limits, source=source)

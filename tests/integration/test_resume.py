@@ -55,12 +55,19 @@ def test_interrupt_and_resume_matches_uninterrupted(tmp_path, bbc_csv, tiny_mode
 
 @pytest.mark.slow
 def test_kill_9_mid_training_then_resume(tmp_path, bbc_csv, minilm_dir):
-    """A real process on the real MiniLM, killed with SIGKILL right after its first checkpoint."""
+    """A real process on the real MiniLM, killed with SIGKILL right after its first checkpoint (step 3); the
+    resumed process crosses the epoch boundary (120 rows: 96 train rows, 6 steps of 16 per epoch)."""
     kw = {"epochs": 2, "checkpoint_every": 3, "lr": 1e-4, "batch_size": 16}
-    ref = train_recipe(parse_recipe(tiny_recipe(bbc_csv, minilm_dir, tmp_path / "ref", **kw)))
+
+    def recipe(out: Path) -> dict:
+        tree = tiny_recipe(bbc_csv, minilm_dir, out, **kw)
+        tree["data"]["limit"] = 120
+        return tree
+
+    ref = train_recipe(parse_recipe(recipe(tmp_path / "ref")))
 
     recipe_path = tmp_path / "recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump(tiny_recipe(bbc_csv, minilm_dir, tmp_path / "killed", **kw)))
+    recipe_path.write_text(yaml.safe_dump(recipe(tmp_path / "killed")))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "taskfit", "train", str(recipe_path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from rich.cells import cell_len
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from taskfit.errors import DataError
 
@@ -128,6 +127,8 @@ def classification_metrics(
     Raises:
         DataError: if shapes, class ids or probabilities are invalid.
     """
+    from sklearn.metrics import confusion_matrix  # scikit-learn loads in ~1 s: only when scores are computed
+
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     labels = [str(label) for label in labels]
@@ -150,6 +151,8 @@ def classification_metrics(
 
 def _averaged_scores(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Per-class precision/recall/F1/support plus their macro and support-weighted averages."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=list(range(len(labels))), zero_division=0
     )

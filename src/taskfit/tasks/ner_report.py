@@ -12,10 +12,6 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from matplotlib.figure import Figure
-
-from taskfit.evaluate.plots import _label_fontsize, _placeholder, _plot_style, _to_png
 from taskfit.tasks.ner_data import split_tag
 
 
@@ -78,35 +74,6 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], 
     return out
 
 
-@_plot_style
-def plot_type_f1(per_type: Mapping[str, Mapping[str, Any]], title: str = "Entity F1 per type") -> bytes:
-    """Horizontal bars of F1 per entity type (support in the label), best type on top.
-
-    Returns:
-        PNG bytes (a placeholder when there is no type).
-    """
-    if not per_type:
-        return _placeholder("No entities to score")
-    items = sorted(per_type.items(), key=lambda kv: -float(kv[1]["f1"]))
-    names = [f"{k} ({int(v['support'])})" for k, v in items]
-    values = [float(v["f1"]) for _, v in items]
-    n = len(items)
-    fig = Figure(figsize=(7.0, float(np.clip(0.35 * n + 1.2, 2.0, 16))))
-    ax = fig.add_subplot()
-    pos = np.arange(n)
-    ax.barh(pos, values, color="#4c72b0")
-    for y, v in zip(pos, values, strict=True):
-        ax.text(min(v + 0.01, 0.9), float(y), f"{v:.2f}", va="center", fontsize=8)
-    ax.set_yticks(pos, names, fontsize=_label_fontsize(n))
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("F1 (support in brackets)")
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return _to_png(fig)
-
-
 def html_section(split: str, metrics: Mapping[str, Any]) -> str:
     """Per-type P/R/F1/support table plus the F1 bar plot, as trusted HTML (user text escaped)."""
     import base64
@@ -120,6 +87,8 @@ def html_section(split: str, metrics: Mapping[str, Any]) -> str:
         rows.append(f'<tr class="avg"><td>{label}</td>' + "".join(
             f'<td class="num">{float(metrics.get(prefix + k, 0.0)):.4f}</td>' for k in ("precision", "recall", "f1"))
             + f'<td class="num">{int(metrics.get("n_entities", 0))}</td></tr>')
+    from taskfit.tasks.report_plots import plot_type_f1
+
     png = base64.b64encode(plot_type_f1(metrics.get("per_type", {}), f"Entity F1 per type ({split})")).decode()
     return ("<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
             + "".join(rows) + "</table>"

@@ -13,10 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-
-from taskfit.evaluate.plots import _placeholder, _plot_style, _to_png
-from taskfit.evaluate.report import _data_uri
 
 #: the recall curve of the report runs k = 1..CURVE_K
 CURVE_K = 20
@@ -90,30 +86,15 @@ def failures(scores: np.ndarray, relevant: Sequence[Sequence[int]], queries: Seq
     return out
 
 
-@_plot_style
-def plot_recall_curve(curves: Mapping[str, Sequence[float]]) -> bytes:
-    """recall@k against k = 1..20, one line per split."""
-    if not curves:
-        return _placeholder("No scored queries")
-    fig = Figure(figsize=(5.5, 3.5))
-    ax = fig.add_subplot()
-    for split, curve in curves.items():
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=split)
-    ax.set_xlabel("k")
-    ax.set_ylabel("recall@k")
-    ax.set_ylim(0, 1.02)
-    ax.set_xticks(range(1, CURVE_K + 1, 2))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _to_png(fig)
-
-
 def _num(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else "—"
 
 
 def retrieval_sections(scores: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """The recall@k curve of every split, and a table of sample failures per split."""
+    from taskfit.evaluate.report import _data_uri
+    from taskfit.tasks.report_plots import plot_recall_curve
+
     curves = {s: m["recall_curve"] for s, m in scores.items() if m.get("recall_curve")}
     out = [("Retrieval: recall@k", f'<img alt="recall at k" src="{_data_uri(plot_recall_curve(curves))}">')]
     for split, m in scores.items():

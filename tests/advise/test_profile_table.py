@@ -123,3 +123,10 @@ def test_generation_rows_are_counted_as_the_generation_task_encodes_them(tmp_pat
                        "--languages", "en", "--json"], TASKFIT_CACHE=str(tmp_path))
     doc = json.loads(res.stdout)
     assert doc["workload"]["rows"] == 60
+    from taskfit.errors import DataError
+
+    with pytest.raises(DataError, match="no response token is left to train on; raise --max-length"):
+        data_tokens(chat, "ignored", [model], max_length=8, task="generation")
+    bad = run_taskfit(["advise", "--task", "generation", "--data", str(tmp_path / "nope.csv")], ok=False,
+                      TASKFIT_CACHE=str(tmp_path))
+    assert bad.returncode == 2

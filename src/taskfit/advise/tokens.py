@@ -137,5 +137,8 @@ def _conversation_tokens(path: Path, models: Sequence[str], max_length: int) -> 
         task = Generation(opts, max_length=max_length)
         enc = task.encode(frame, task.load_processor(resolve_model(model)), [])
         lengths = [int(n) for n in enc.lengths]
+        if not lengths:
+            raise DataError(f"every row's prompt fills --max-length {max_length} with {model}'s chat template, so "
+                            "no response token is left to train on; raise --max-length.", source=path)
         mean[model], longest[model], per_row[model] = sum(lengths) / len(lengths), max(lengths), lengths
     return DataTokens(len(frame), mean, longest, per_row, pack=max_length)

@@ -127,6 +127,17 @@ def test_generation_rows_are_counted_as_the_generation_task_encodes_them(tmp_pat
 
     with pytest.raises(DataError, match="no response token is left to train on; raise --max-length"):
         data_tokens(chat, "ignored", [model], max_length=8, task="generation")
+    renamed = tmp_path / "renamed.csv"
+    frame.rename(columns={"prompt": "q", "response": "a"}).to_csv(renamed, index=False)
+    with pytest.raises(DataError, match=r"needs 'prompt' and 'response' columns \(or 'messages'\); its columns are "
+                       r"\['q', 'a'\]"):
+        data_tokens(renamed, "ignored", [model], task="generation")
+    chat_rows = tmp_path / "messages.jsonl"
+    chat_rows.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p},
+                                                          {"role": "assistant", "content": r}]}) + "\n"
+                                 for p, r in zip(frame["prompt"][:5], frame["response"][:5], strict=True)))
+    assert data_tokens(chat_rows, "ignored", [model], max_length=256, task="generation").lengths[model] == \
+        counted.lengths[model][:5]  # the same conversations as messages count the same tokens
     bad = run_taskfit(["advise", "--task", "generation", "--data", str(tmp_path / "nope.csv")], ok=False,
                       TASKFIT_CACHE=str(tmp_path))
     assert bad.returncode == 2

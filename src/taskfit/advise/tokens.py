@@ -63,8 +63,9 @@ def batch_shapes(lengths: Sequence[int], train_rows: int, batch_size: int, seed:
 
         shapes = set()
         for b in batcher.epoch(0):
-            bins = first_fit([int(x) for x in sample[b]], pack)
-            shapes.add((len(bins), max(int(sum(sample[b][i] for i in row)) for row in bins)))
+            sizes = [int(x) for x in sample[b]]
+            bins = first_fit(sizes, pack)
+            shapes.add((len(bins), max(sum(sizes[i] for i in row) for row in bins)))
     return tuple(sorted(s for s in shapes if not any(o != s and o[0] >= s[0] and o[1] >= s[1] for o in shapes)))
 
 
@@ -105,40 +106,47 @@ def data_tokens(path: Path, column: str, models: Sequence[str], max_length: int 
     if task == "generation":
         return _conversation_tokens(path, models, max_length)
     texts = read_texts(path, column)
-    mean: dict[str, float] = {}
-    longest: dict[str, int] = {}
-    per_row: dict[str, list[int]] = {}
+    per_row = {}
     for model in models:
         tok = AutoTokenizer.from_pretrained(resolve_model(model))
-        lengths = [min(len(ids), max_length) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
-        mean[model] = sum(lengths) / len(lengths)
-        longest[model] = max(lengths)
-        per_row[model] = lengths
-    return DataTokens(len(texts), mean, longest, per_row)
+        per_row[model] = [min(len(ids), max_length)
+                          for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
+    return _counted(len(texts), per_row)
+
+
+def _counted(rows: int, per_row: dict[str, list[int]], pack: int | None = None) -> DataTokens:
+    """Mean and longest tokens per model from every row's count."""
+    return DataTokens(rows, {m: sum(n) / len(n) for m, n in per_row.items()}, {m: max(n) for m, n in per_row.items()},
+                      per_row, pack=pack)
 
 
 def _conversation_tokens(path: Path, models: Sequence[str], max_length: int) -> DataTokens:
     """Tokens per training example of a generation file, encoded by the generation task itself."""
     from taskfit.config import DataConfig, GenerationOptions
+    from taskfit.data.readers import read_table
     from taskfit.models import resolve_model
     from taskfit.tasks.generation import Generation
     from taskfit.tasks.generation_data import read_conversations
 
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist.")
-    opts = GenerationOptions()
+    columns = [str(c) for c in read_table(path, limit=1).columns]
+    if {"prompt", "response"} <= set(columns):
+        opts = GenerationOptions()
+    elif "messages" in columns:
+        opts = GenerationOptions(messages="messages")
+    else:
+        raise DataError(f"a generation file for advice needs 'prompt' and 'response' columns (or 'messages'); its "
+                        f"columns are {columns}. Rename them for --data.", source=path)
     frame = read_conversations(path, opts, DataConfig(train=str(path), max_length=max_length))
     if not len(frame):
         raise DataError("the data file has no rows.", source=path)
-    mean: dict[str, float] = {}
-    longest: dict[str, int] = {}
-    per_row: dict[str, list[int]] = {}
+    per_row = {}
     for model in models:
         task = Generation(opts, max_length=max_length)
         enc = task.encode(frame, task.load_processor(resolve_model(model)), [])
-        lengths = [int(n) for n in enc.lengths]
-        if not lengths:
+        if not len(enc.lengths):
             raise DataError(f"every row's prompt fills --max-length {max_length} with {model}'s chat template, so "
                             "no response token is left to train on; raise --max-length.", source=path)
-        mean[model], longest[model], per_row[model] = sum(lengths) / len(lengths), max(lengths), lengths
-    return DataTokens(len(frame), mean, longest, per_row, pack=max_length)
+        per_row[model] = [int(n) for n in enc.lengths]
+    return _counted(len(frame), per_row, pack=max_length)

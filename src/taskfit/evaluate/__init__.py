@@ -6,8 +6,9 @@ does not import matplotlib.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from taskfit.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from taskfit.evaluate.console import loss_sparkline, render_history, render_metrics
@@ -24,13 +25,11 @@ if TYPE_CHECKING:
     )
     from taskfit.evaluate.report import report_to_json_safe, write_html_report
 
-_HOMES = {
-    "loss_sparkline": "console", "render_history": "console", "render_metrics": "console",
-    "classification_metrics": "metrics", "expected_calibration_error": "metrics",
-    "format_classification_report": "metrics",
-    "plot_class_distribution": "plots", "plot_confusion_matrix": "plots", "plot_loss_curves": "plots",
-    "plot_reliability": "plots",
-    "report_to_json_safe": "report", "write_html_report": "report",
+_MODULES = {
+    "console": ("loss_sparkline", "render_history", "render_metrics"),
+    "metrics": ("classification_metrics", "expected_calibration_error", "format_classification_report"),
+    "plots": ("plot_class_distribution", "plot_confusion_matrix", "plot_loss_curves", "plot_reliability"),
+    "report": ("report_to_json_safe", "write_html_report"),
 }
 
 __all__ = [
@@ -49,7 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(f"taskfit.evaluate.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'taskfit.evaluate' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {n: f"{__name__}.{m}" for m, names in _MODULES.items() for n in names})

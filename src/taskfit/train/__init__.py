@@ -5,8 +5,9 @@ The names below load on first use (PEP 562), so importing ``taskfit.train.progre
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from taskfit.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from taskfit.train.hooks import StepHook
@@ -19,7 +20,4 @@ _HOMES = {"Progress": "taskfit.train.progress", "StepHook": "taskfit.train.hooks
           "TrainResult": "taskfit.train.loop", "train_loop": "taskfit.train.loop"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'taskfit.train' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOMES)

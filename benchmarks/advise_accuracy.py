@@ -45,6 +45,11 @@ CASES = (
     # generation: chat pairs, tokens of the chat template around prompt and response, batches packed into rows
     # of max_length tokens
     ("chat-smollm2-lora", "chat_en", 500, 256, "SmolLM2-135M-Instruct", "lora", ("en",)),
+    # images: the fourth field is the side images train at (task.image_size); the profile measures 64 and 224 px
+    # (the task's default), so these are at both profiled sides and between them
+    ("fashion-effnet-full-64", "fashion_mnist", 2000, 64, "efficientnet-lite0", "full", ()),
+    ("fashion-mobilenet-full-112", "fashion_mnist", 1000, 112, "mobilenet_v2", "full", ()),
+    ("fashion-effnet-frozen-224", "fashion_mnist", 500, 224, "efficientnet-lite0", "frozen", ()),
 )
 
 
@@ -104,6 +109,8 @@ def real_run(csv: Path, case: tuple[Any, ...], tmp: Path) -> dict[str, Any]:
     task: Any = task_of(dataset)
     if task == "generation":  # a few greedy replies only: the evaluation is not what is being estimated
         task = {"name": "generation", "eval_prompts": 4, "max_new_tokens": 16}
+    if task == "image_classification":
+        task = {"name": "image_classification", "image_size": max_length}
     recipe = {"task": task, "data": {"train": str(csv), "max_length": max_length},
               "model": {"name": model}, "method": {"name": method},
               "train": {"epochs": 1, "batch_size": 32, "precision": PRECISION, "lr": 1e-4, "seed": 0},
@@ -116,20 +123,21 @@ def real_run(csv: Path, case: tuple[Any, ...], tmp: Path) -> dict[str, Any]:
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def run_cases(steps: int) -> dict[str, Any]:
+def run_cases(steps: int, only: list[str] | None = None) -> dict[str, Any]:
     from taskfit.advise import ProfileSettings, Workload, advise, run_profile
     from taskfit.advise.estimate import train_seconds
-    from taskfit.advise.tokens import data_tokens
+    from taskfit.advise.tokens import data_tokens, image_rows
     from taskfit.data.packaged import write_dataset
 
     out: dict[str, Any] = {"load_start": load(), "precision": PRECISION, "cases": []}
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="advise-acc-") as d:
         tmp = Path(d)
-        models = sorted({c[4] for c in CASES})
-        methods = sorted({c[5] for c in CASES})
+        cases = [c for c in CASES if not only or c[0] in only]
+        models = sorted({c[4] for c in cases})
+        methods = sorted({c[5] for c in cases})
         t0 = time.perf_counter()
-        wanted = {(c[4], c[5]) for c in CASES}
+        wanted = {(c[4], c[5]) for c in cases}
         prof_path = tmp / "profile.json"
         doc: dict[str, Any] = {}
         for model, method in sorted(wanted):  # only the options the cases use (not the full product)
@@ -143,12 +151,20 @@ def run_cases(steps: int) -> dict[str, Any]:
         out["profile"] = doc
         print(f"profiled {len(doc['options'])} options of {models} × {methods} in {out['profile_s']} s "
               f"(load {load()})", flush=True)
-        for case in CASES:
+        for case in cases:
             name, dataset, rows, max_length, model, method, langs = case
-            csv = write_dataset(dataset, tmp / f"{dataset}-{rows}.csv", n=rows, seed=0)
             task = task_of(dataset)
-            counted = data_tokens(csv, "text", [model], max_length=max_length, task=task)
-            work = counted.workload(Workload(task, counted.rows, None, langs, epochs=1.0, batch_size=32))
+            if task == "image_classification":  # a folder of PNGs; a row's "tokens" are its pixels
+                csv = write_dataset(dataset, tmp / f"{dataset}-{rows}", n=rows, seed=0)
+                side = max_length
+                work = Workload(task, image_rows(csv), None, (), epochs=1.0, batch_size=32,
+                                tokens=float(side * side), longest=side, image_side=side)
+                mean_tokens, longest = side * side, side
+            else:
+                csv = write_dataset(dataset, tmp / f"{dataset}-{rows}.csv", n=rows, seed=0)
+                counted = data_tokens(csv, "text", [model], max_length=max_length, task=task)
+                work = counted.workload(Workload(task, counted.rows, None, langs, epochs=1.0, batch_size=32))
+                mean_tokens, longest = round(counted.mean[model], 1), counted.longest[model]
             one = {"options": {k: v for k, v in doc["options"].items() if k.startswith(f"{model}|{method}|")},
                    "settings": doc["settings"], "machine": doc["machine"]}
             advice = advise(work, one)
@@ -157,8 +173,8 @@ def run_cases(steps: int) -> dict[str, Any]:
             est = opt.estimate
             _, est_cpu, _ = train_seconds(one["options"][f"{model}|{method}|{PRECISION}"], work, "cpu_s")
             row = {"case": name, "model": model, "method": method, "rows": rows, "train_rows": work.train_rows,
-                   "max_length": max_length, "mean_tokens": round(counted.mean[model], 1),
-                   "longest": counted.longest[model], "est_steps": est.steps, "steps": measured["steps"],
+                   "max_length": max_length, "mean_tokens": mean_tokens,
+                   "longest": longest, "est_steps": est.steps, "steps": measured["steps"],
                    "est_train_s": round(est.train_s, 2), "train_s": round(measured["train_s"], 2),
                    "time_ratio": round(est.train_s / measured["train_s"], 3),
                    "est_cpu_s": round(est_cpu, 2), "cpu_s": round(measured["cpu_s"], 2),
@@ -222,12 +238,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3, help="timed profile steps per batch shape")
     ap.add_argument("--write-reference", action="store_true", help="regenerate the built-in reference profile")
+    ap.add_argument("--only", nargs="+", choices=[c[0] for c in CASES], help="run these cases only")
     args = ap.parse_args()
     if args.write_reference:
         write_reference(args.steps)
         return
-    out = run_cases(args.steps)
+    out = run_cases(args.steps, args.only)
     print_table(out)
+    if args.only and RESULTS.is_file():  # keep the other cases' last results, each row with its own load
+        kept = [c for c in json.loads(RESULTS.read_text(encoding="utf-8"))["cases"] if c["case"] not in args.only]
+        out["cases"] = kept + out["cases"]
+        out["partial_run"] = args.only
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")

@@ -73,7 +73,7 @@ def test_ranks_by_quality_from_measured_results(profile):
     assert {o.model for o in adv.ranked[len(rated):]} == {"multilingual-e5-small"}
     # SmolLM2 is a causal LM: it cannot train a classifier
     smol = [o for o in adv.rejected if o.model == "SmolLM2-135M-Instruct"]
-    assert smol and "needs a encoder model" in smol[0].rejected
+    assert smol and "needs an encoder model" in smol[0].rejected
     assert adv.source == "profile" and not adv.notes
 
 
@@ -238,6 +238,89 @@ def test_memory_is_a_line_through_the_peaks_measured_per_shape(profile):
     flat = full | {"train": [dict(train[0], peak_mb=1400.0), dict(train[1], peak_mb=1400.0)]}
     assert peak_memory_mb(flat, Workload("text_classification", 500, longest=128), 32, 128) == \
         pytest.approx(900.0)
+
+
+def image_entry(method: str, fixed: float, per_pixel: float, peaks: tuple[float, float]) -> dict[str, Any]:
+    """An image option profiled at 32 images of 64 and 160 px, on exact lines in pixels."""
+    return {"model": "mobilenet_v2", "method": method, "precision": "fp32", "precision_used": "fp32",
+            "kind": "image", "task": "image_classification", "unit": "pixels", "load_s": 0.1, "warmup_extra_s": 0.2,
+            "shape": {"params": 2_236_682, "trainable": 2_236_682 if method == "full" else 12_810, "layers": 1,
+                      "hidden": 1, "heads": 1},
+            "train": [{"rows": 32, "length": n, "tokens": 32 * n * n, "batch": [32, 3, n, n],
+                       "step_s": fixed + per_pixel * 32 * n * n, "peak_mb": peak}
+                      for n, peak in zip((64, 160), peaks, strict=True)],
+            "train_peak_mb": peaks[1], "base_rss_mb": 340.0,
+            "inference": {"latency_ms": {"4096": 10.0, "25600": 20.0}, "throughput_rows_s": 80.0,
+                          "throughput_shape": [32, 25600]}}
+
+
+def test_image_options_scale_in_pixels(profile):
+    from taskfit.advise.estimate import image_data_mb
+    from taskfit.tasks.image_data import stored_size
+
+    full = image_entry("full", 0.07, 1.5e-6, (400.0, 1600.0))
+    frozen = image_entry("frozen", 0.0, 0.6e-6, (150.0, 480.0))
+    doc = profile | {"options": {**profile["options"], "mobilenet_v2|full|fp32": full,
+                                 "mobilenet_v2|frozen|fp32": frozen}}
+    work = Workload("image_classification", 2000, 10, ("zh",), tokens=96.0 * 96, longest=96, image_side=96)
+    steps, secs, fit = train_seconds(full, work)
+    assert fit.fixed == pytest.approx(0.07) and fit.per_token == pytest.approx(1.5e-6)
+    assert steps == 150 and secs == pytest.approx(150 * 0.07 + 1.5e-6 * 1600 * 3 * 96 * 96 + 0.2)
+    # memory: the line through (32 × 64², 400 MB) and (32 × 160², 1600 MB) at 32 × 96², plus the decoded images
+    data = 2000 * 3 * stored_size(96) ** 2 / 2**20
+    assert image_data_mb(work) == pytest.approx(data)
+    line = 400.0 + (1600.0 - 400.0) / (32 * (160**2 - 64**2)) * 32 * (96**2 - 64**2)
+    assert peak_memory_mb(full, work, 32, 128) == pytest.approx(line + data)
+    # latency between the profiled sides, linear in pixels; evaluation throughput inverse in pixels
+    assert latency_ms(full, 96.0 * 96) == pytest.approx(10.0 + 10.0 * (96**2 - 4096) / (25600 - 4096))
+    assert eval_seconds(full, work) == pytest.approx((4 * 200 + 200) / (80.0 * 25600 / 96**2))
+    # fewer images than a batch: the batch is what there is
+    tiny = Workload("image_classification", 20, tokens=96.0 * 96, image_side=96)
+    assert peak_memory_mb(full, tiny, 32, 128) == pytest.approx(
+        400.0 + 1200.0 / (32 * (160**2 - 64**2)) * (16 * 96**2 - 32 * 64**2) + image_data_mb(tiny))
+    adv = advise(work, doc, objective="time")
+    # only the image options train an image task; a language asked for does not filter images
+    assert names(adv.ranked) == [("mobilenet_v2", "frozen"), ("mobilenet_v2", "full")]
+    assert all("cannot train task image_classification (it needs an image model)" in o.rejected
+               for o in adv.rejected) and len(adv.rejected) == len(profile["options"])
+    reasons = " ".join(adv.ranked[1].reasons)
+    assert "s for 32 images of 96 × 96 px (linear in pixels between the profiled 64 and 160 px)" in reasons
+    assert "2000 images decoded once" in reasons
+    # and an image model cannot train a text task
+    text = advise(Workload("text_classification", 500), doc)
+    assert {o.model for o in text.rejected if "an image model cannot train" in (o.rejected or "")} == {"mobilenet_v2"}
+    # the project's measured Fashion-MNIST accuracy is the expected quality of EfficientNet-Lite0, whatever language
+    from taskfit.advise.quality import expected_quality
+
+    q = expected_quality("image_classification", "efficientnet-lite0", "full", ("zh",), 2000, 10)
+    assert q is not None and q.value == pytest.approx(0.794) and "Fashion-MNIST" in q.note
+
+
+def test_three_profiled_sides_give_a_piecewise_line():
+    """Step time, memory and latency come from the two profiled sides around the workload's side."""
+    e = image_entry("full", 0.07, 1.5e-6, (400.0, 1600.0))
+    # a convex curve: 0.3 s at 64 px, 0.8 s at 128 px, 3.2 s at 224 px for 32 images
+    e["train"] = [{"rows": 32, "length": n, "tokens": 32 * n * n, "batch": [32, 3, n, n], "step_s": t, "peak_mb": m}
+                  for n, t, m in ((64, 0.3, 400.0), (128, 0.8, 900.0), (224, 3.2, 2500.0))]
+    e["inference"]["latency_ms"] = {"4096": 10.0, "16384": 14.0, "50176": 30.0}
+    for side, (n1, t1, m1), (n2, t2, m2) in ((96, (64, 0.3, 400.0), (128, 0.8, 900.0)),
+                                              (160, (128, 0.8, 900.0), (224, 3.2, 2500.0)),
+                                              (256, (128, 0.8, 900.0), (224, 3.2, 2500.0))):  # beyond: last pair
+        work = Workload("image_classification", 3200 // 8 * 10, tokens=float(side * side), image_side=side)
+        steps, secs, fit = train_seconds(e, work)
+        per_px = (t2 - t1) / (32 * (n2 * n2 - n1 * n1))
+        assert fit.per_token == pytest.approx(per_px)
+        assert secs == pytest.approx(steps * fit.fixed + per_px * work.train_rows * 3 * side * side + 0.2)
+        assert fit.step_s(32 * side * side) == pytest.approx(t1 + per_px * 32 * (side * side - n1 * n1))
+        mem = m1 + (m2 - m1) / (32 * (n2 * n2 - n1 * n1)) * 32 * (side * side - n1 * n1)
+        from taskfit.advise.estimate import image_data_mb
+
+        assert peak_memory_mb(e, work, 32, 128) == pytest.approx(mem + image_data_mb(work))
+    assert latency_ms(e, 96.0 * 96) == pytest.approx(10.0 + 4.0 * (96**2 - 4096) / (16384 - 4096))
+    assert latency_ms(e, 160.0 * 160) == pytest.approx(14.0 + 16.0 * (160**2 - 16384) / (50176 - 16384))
+    # text profiles (two shapes) keep the one line through both
+    text = fit_steps([{"tokens": 512, "step_s": 0.2}, {"tokens": 4096, "step_s": 0.9}], at=100.0)
+    assert text.per_token == pytest.approx(0.7 / 3584)
 
 
 def test_quality_adjustment_by_rows():

@@ -67,7 +67,8 @@ def test_profile_rejects_bad_options_before_measuring(tmp_path: Path):
     assert "--precisions: 'fp16' is not a precision; expected one of fp32, bf16." in msg
     assert "--methods: 'qlora' is not a tuning method; available: frozen, full, lora." in msg
     assert "--models: 'no-such-model' is neither a packaged model" in msg
-    assert "--models: 'efficientnet-lite0' is an image model" in msg
+    assert "--models: 'efficientnet-lite0'" not in msg  # image models are profiled too
+    assert len(err.value.problems) == 3
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"version": 1}), encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a taskfit profile"):
@@ -141,3 +142,51 @@ def test_generation_rows_are_counted_as_the_generation_task_encodes_them(tmp_pat
     bad = run_taskfit(["advise", "--task", "generation", "--data", str(tmp_path / "nope.csv")], ok=False,
                       TASKFIT_CACHE=str(tmp_path))
     assert bad.returncode == 2
+
+
+def test_image_models_are_profiled_in_pixels(tmp_path: Path):
+    """The real packaged MobileNetV2 through the image probe: shapes are sides in pixels, the step includes the
+    task's augmentation, latency is keyed by pixels per image, LoRA is not planned (the task refuses it), and the
+    table advises an image task (and only that)."""
+    from taskfit.advise.profile import planned
+    from taskfit.data.packaged import write_dataset
+    from taskfit.data.packaged.images import FASHION_DIR
+
+    settings = ProfileSettings(steps=1, rows=4, infer_rows=4, infer_calls=2, threads=1, image_sides=(32, 48))
+    assert planned(["mobilenet_v2"], ["full", "lora", "frozen"], ["fp32"]) == [
+        "mobilenet_v2|full|fp32", "mobilenet_v2|frozen|fp32"]
+    run = run_profile(["mobilenet_v2"], ["full", "lora", "frozen"], ["fp32"], out=tmp_path / "p.json",
+                      settings=settings)
+    assert run.measured == ["mobilenet_v2|full|fp32", "mobilenet_v2|frozen|fp32"] and not run.failed
+    doc = load_profile(tmp_path / "p.json")
+    full, frozen = doc["options"]["mobilenet_v2|full|fp32"], doc["options"]["mobilenet_v2|frozen|fp32"]
+    for e in (full, frozen):
+        assert e["kind"] == "image" and e["task"] == "image_classification" and e["unit"] == "pixels"
+        assert [(s["length"], s["tokens"], s["batch"]) for s in e["train"]] == [
+            (32, 4 * 32 * 32, [4, 3, 32, 32]), (48, 4 * 48 * 48, [4, 3, 48, 48])]
+        assert all(s["step_s"] > 0 and s["peak_mb"] >= 0 for s in e["train"])
+        assert set(e["inference"]["latency_ms"]) == {str(32 * 32), str(48 * 48)}
+        assert e["inference"]["throughput_shape"] == [4, 48 * 48] and e["inference"]["throughput_rows_s"] > 0
+    assert frozen["shape"]["trainable"] < full["shape"]["trainable"] == full["shape"]["params"]
+
+    name = "fashion_mnist" if (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file() else "mnist_digits"
+    folder = write_dataset(name, tmp_path / name, n=40, seed=0)
+    res = run_taskfit(["advise", "--task", "image_classification", "--data", str(folder), "--image-size", "40",
+                       "--profile", str(tmp_path / "p.json"), "--json"])
+    out = json.loads(res.stdout)
+    assert out["workload"]["rows"] == 40 and out["workload"]["image_side"] == 40
+    assert out["workload"]["tokens"] == 40 * 40
+    assert {(o["model"], o["method"]) for o in out["ranked"]} == {("mobilenet_v2", "full"),
+                                                                 ("mobilenet_v2", "frozen")}
+    # 40 px lies between the profiled sides: latency between the two measured ones
+    lat = sorted(full["inference"]["latency_ms"].values())
+    got = next(o for o in out["ranked"] if o["method"] == "full")["latency_ms"]
+    assert lat[0] - 1e-6 <= got <= lat[1] + 1e-6
+    text = run_taskfit(["advise", "--task", "text_classification", "--rows", "100", "--profile",
+                        str(tmp_path / "p.json"), "--json"])
+    rejected = json.loads(text.stdout)
+    assert not rejected["ranked"] and all("image model cannot train task text_classification" in o["rejected"]
+                                          for o in rejected["rejected"])
+    bad = run_taskfit(["advise", "--task", "image_classification", "--data", str(folder / next(
+        p.name for p in folder.iterdir() if p.is_dir())), "--profile", str(tmp_path / "p.json")], ok=False)
+    assert bad.returncode != 0 and "needs at least 2 class sub-folders" in bad.stderr

@@ -52,6 +52,24 @@ def test_folder_reader_decodes_grayscale_to_rgb_and_splits_stratified(digits_dir
     assert (enc.lengths == 1).all()
 
 
+def test_a_decoded_image_is_held_once(digits_dir: Path) -> None:
+    """After encoding, the decode cache points into each split's array (no second copy of every image), and
+    encoding a split again gives equal pixels from the same cache."""
+    from taskfit.utils.memory import release_freed_memory
+
+    t = task()
+    splits = t.load_splits(DataConfig(train=str(digits_dir), valid_fraction=0.2, test_fraction=0.2))
+    decoded = {p: a.copy() for p, a in t._pixels.items()}
+    encs = {k: t.encode(f, None, splits.labels) for k, f in splits.frames.items()}
+    for enc in encs.values():
+        for i, p in enumerate(enc.extra["paths"]):
+            assert np.shares_memory(t._pixels[p], enc["pixels"]) and np.array_equal(enc["pixels"][i], decoded[p])
+    again = t.encode(splits.frames["train"], None, splits.labels)
+    assert np.array_equal(again["pixels"], encs["train"]["pixels"])
+    assert not np.shares_memory(again["pixels"], encs["train"]["pixels"])  # a new array, the cache unchanged
+    assert release_freed_memory() is True  # glibc (Linux): freed pages can be handed back
+
+
 def test_folder_needs_two_class_folders(tmp_path: Path, digits_dir: Path) -> None:
     (tmp_path / "only").mkdir()
     for f in list((digits_dir / "d0").iterdir())[:3]:

@@ -78,7 +78,7 @@ class Advice:
         w = self.workload
         return {"workload": {"task": w.task, "rows": w.rows, "labels": w.labels, "languages": list(w.languages),
                              "epochs": w.epochs, "batch_size": w.batch_size, "tokens": w.tokens,
-                             "longest": w.longest, "train_rows": w.train_rows,
+                             "longest": w.longest, "train_rows": w.train_rows, "image_side": w.image_side,
                              "largest_batches": {m: [list(s) for s in v] for m, v in (w.batches or {}).items()}},
                 "objective": self.objective, "source": self.source, "machine": self.machine, "notes": self.notes,
                 "ranked": [o.as_dict() for o in self.ranked], "rejected": [o.as_dict() for o in self.rejected]}
@@ -121,15 +121,21 @@ def model_languages(model: str) -> tuple[set[str], bool]:
     return {w for w in words if w and not w.startswith("+")}, any(w.startswith("+") for w in words)
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {word}"
+
+
 def _task_checks(entry: dict[str, Any], work: Workload) -> str | None:
     from taskfit.tasks import TASKS
 
     want = KIND_OF_TASK.get(work.task, "encoder")
     if entry.get("kind") != want:
-        return f"a {entry.get('kind')} model cannot train task {work.task} (it needs a {want} model)"
+        return f"{_a(str(entry.get('kind')))} model cannot train task {work.task} (it needs {_a(want)} model)"
     supported = TASKS.get(work.task).supported_methods
     if supported is not None and entry["method"] not in supported:
         return f"task {work.task} trains with {', '.join(supported)} only"
+    if want == "image":
+        return None  # images have no language
     langs, many = model_languages(entry["model"])
     missing = [lang for lang in work.languages if lang not in langs and not many]
     if missing:
@@ -205,14 +211,24 @@ def _reasons(opt: Option, entry: dict[str, Any], work: Workload) -> list[str]:
     out.append(f"+ evaluation {e.eval_s:.0f} s at {e.throughput_rows_s:.0f} rows/s, "
                f"+ model load {entry.get('load_s', 0)} s")
     measured = [s for s in entry["train"] if "peak_mb" in s]
-    at = (" and ".join(f"{s['peak_mb']:.0f} MB at {s['rows']} × {s['length']}" for s in measured)
-          + " tokens (a line against activations)") if len(measured) >= 2 else \
-        f"{entry['train_peak_mb']:.0f} MB at {entry['train'][-1]['rows']} × {entry['train'][-1]['length']} tokens"
-    out.append(f"memory: measured {at}, carried to the largest batch "
-               f"{' or '.join(f'{r} × {n}' for r, n in work.peak_batches(opt.model))}"
-               f" → {e.peak_mb:.0f} MB (+ {entry.get('base_rss_mb', 0):.0f} MB Python and libraries)")
+    if entry.get("kind") == "image":
+        from taskfit.advise.estimate import image_data_mb
+
+        side = work.image_side or 224
+        at = " and ".join(f"{s['peak_mb']:.0f} MB at {s['rows']} images of {s['length']} px" for s in measured)
+        out.append(f"memory: measured {at} (a line against pixels per batch), carried to "
+                   f"{min(work.batch_size, work.train_rows)} images of {side} px, + {image_data_mb(work):.0f} MB "
+                   f"for the {work.rows} images decoded once → {e.peak_mb:.0f} MB "
+                   f"(+ {entry.get('base_rss_mb', 0):.0f} MB Python and libraries)")
+    else:
+        at = (" and ".join(f"{s['peak_mb']:.0f} MB at {s['rows']} × {s['length']}" for s in measured)
+              + " tokens (a line against activations)") if len(measured) >= 2 else \
+            f"{entry['train_peak_mb']:.0f} MB at {entry['train'][-1]['rows']} × {entry['train'][-1]['length']} tokens"
+        out.append(f"memory: measured {at}, carried to the largest batch "
+                   f"{' or '.join(f'{r} × {n}' for r, n in work.peak_batches(opt.model))}"
+                   f" → {e.peak_mb:.0f} MB (+ {entry.get('base_rss_mb', 0):.0f} MB Python and libraries)")
     t = entry["shape"]["trainable"]
-    out.append(f"{t / 1e6:.2f} M of {entry['shape']['params'] / 1e6:.1f} M parameters train; precision "
+    out.append(f"{t / 1e6:.2f} M of {entry['shape']['params'] / 1e6:.2f} M parameters train; precision "
                f"{entry.get('precision_used', opt.precision)}")
     if opt.quality is not None:
         out.append(f"quality: {opt.quality.note}")

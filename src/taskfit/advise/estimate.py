@@ -18,10 +18,19 @@ The scalings, stated once (docs/advise.md repeats them):
   Frozen backbones keep no activations for backward, so the term is 0 for ``frozen``.
 - **Serving latency.** Batch-1 forward latency interpolated linearly between the profiled request lengths (eager
   fp32 PyTorch, tokenisation excluded); throughput at batch 32 scales inversely with tokens per row.
+
+Image models: a row's "tokens" are its pixels (``image_side²``), so the same lines hold in pixels — step time
+``fixed + per_pixel × pixels`` (the per-batch augmentation included, see :mod:`taskfit.advise.probe`), latency
+between the profiled sides. Images are profiled at three sides (64, 128, 224 px by default) because a CNN's cost
+per pixel is not constant across that range; each figure then comes from the two profiled sides around the
+workload's (piecewise linear). Memory is a line through the profiled peaks against the pixels of a batch (the
+transformer activation formula does not describe a CNN), plus what the run keeps of the data: every image of
+every split decoded once as uint8 at the stored side (the side plus its margin for random crops).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -46,16 +55,32 @@ class StepFit:
         return self.fixed + self.per_token * tokens
 
 
-def fit_steps(train: list[dict[str, Any]], key: str = "step_s") -> StepFit:
+def segment(points: list[tuple[float, float]], at: float | None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The two points of a sorted list a line is drawn through for ``at``: the first and last (``at`` None, or
+    two points), else the neighbours around ``at`` (the first or last pair beyond the measured range), so three
+    or more measured shapes give a piecewise-linear curve."""
+    if at is None or len(points) == 2:
+        return points[0], points[-1]
+    for left, right in itertools.pairwise(points):
+        if at <= right[0]:
+            return left, right
+    return points[-2], points[-1]
+
+
+def fit_steps(train: list[dict[str, Any]], key: str = "step_s", at: float | None = None) -> StepFit:
     """Fit the line through the shortest and longest measured shapes (both coefficients kept ≥ 0: under noise a
-    negative intercept would make tiny batches free). ``key``: "step_s" (wall clock) or "cpu_s" (CPU seconds)."""
+    negative intercept would make tiny batches free). ``key``: "step_s" (wall clock) or "cpu_s" (CPU seconds).
+    With more than two shapes (image profiles), the line through the two around ``at`` tokens per batch; a segment
+    above the smallest shape may cross zero below it (cost per pixel grows with the side): it is only used
+    around ``at``, so its intercept is kept."""
     pts = sorted((float(s["tokens"]), float(s[key])) for s in train)
     if len(pts) == 1:
         return StepFit(0.0, pts[0][1] / pts[0][0])
-    (t1, s1), (t2, s2) = pts[0], pts[-1]
+    (t1, s1), (t2, s2) = segment(pts, at)
     per_token = max(0.0, (s2 - s1) / (t2 - t1))
     fixed = s1 - per_token * t1
-    if fixed < 0:  # the short shape was slower per token than the line says: keep the slope through it
+    if fixed < 0 and t1 == pts[0][0]:  # the short shape was slower per token than the line says: keep the slope
+        # through the long one
         fixed, per_token = 0.0, s2 / t2
     return StepFit(fixed, per_token)
 
@@ -81,6 +106,8 @@ class Workload:
     #: per model, the (rows, length) shapes that can hold the peak (from the data's own lengths, see
     #: :func:`taskfit.advise.tokens.batch_shapes`); without it, ``batch_size × longest`` is assumed
     batches: dict[str, tuple[tuple[int, int], ...]] | None = None
+    #: image tasks: the square side images are trained at (``task.image_size``); ``tokens`` is then side²
+    image_side: int | None = None
 
     def tokens_for(self, model: str) -> float:
         return float(self.tokens.get(model, 128.0) if isinstance(self.tokens, dict) else self.tokens)
@@ -132,8 +159,8 @@ def shape_of_entry(entry: dict[str, Any]) -> ModelShape:
 def train_seconds(entry: dict[str, Any], work: Workload, key: str = "step_s") -> tuple[int, float, StepFit]:
     """(optimiser steps, seconds of training steps, the fitted step line) for ``work`` (see the module doc);
     ``key="cpu_s"`` gives CPU seconds instead of wall-clock seconds (without the first-steps allowance)."""
-    fit = fit_steps(entry["train"], key)
     tokens = work.tokens_for(entry["model"]) * PASSES_PER_ROW.get(work.task, 1.0)
+    fit = fit_steps(entry["train"], key, at=min(work.batch_size, work.train_rows) * tokens)
     per_epoch = math.ceil(work.train_rows / work.batch_size)
     steps = max(1, math.ceil(work.epochs * per_epoch))
     seconds = steps * fit.fixed + fit.per_token * work.train_rows * work.epochs * tokens
@@ -155,13 +182,36 @@ def _ran_on(shape: dict[str, Any]) -> tuple[int, int]:
     return int(rows), int(length)
 
 
+def image_data_mb(work: Workload) -> float:
+    """The decoded images a run holds: every row of every split, uint8, 3 channels at the stored side."""
+    from taskfit.tasks.image_data import stored_size
+
+    side = stored_size(work.image_side or 224)
+    return work.rows * 3 * side * side / 2**20
+
+
+def _image_peak_mb(entry: dict[str, Any], work: Workload) -> float:
+    """Peak memory of an image option: a line through the profiled peaks against the pixels of a batch, at the
+    workload's largest batch, plus the decoded data."""
+    pixels = min(work.batch_size, work.train_rows) * work.tokens_for(entry["model"])
+    points = sorted((float(s["tokens"]), float(s["peak_mb"])) for s in entry["train"] if "peak_mb" in s)
+    if len(points) >= 2 and points[-1][0] > points[0][0] and points[-1][1] > points[0][1]:
+        (a1, p1), (a2, p2) = segment(points, pixels)
+        peak = p1 + (p2 - p1) / (a2 - a1) * (pixels - a1) if a2 > a1 else p2
+    else:
+        peak = float(entry["train_peak_mb"])
+    return max(0.0, peak) + image_data_mb(work)
+
+
 def peak_memory_mb(entry: dict[str, Any], work: Workload, profiled_rows: int, profiled_length: int) -> float:
-    """Memory training adds at the workload's largest batch.
+    """Memory training adds at the workload's largest batch (image models: :func:`_image_peak_mb`).
 
     With a peak measured per profiled shape (profiles written since 2026-12), a line through the two points in
     activation units: ``peak = fixed + k × activations`` — the measured slope ``k`` absorbs what the formula's
     constants miss (LoRA's extra saved inputs, allocator slack). Otherwise (the built-in reference, older
     profiles) the formula's activation difference is added to the one measured peak."""
+    if entry.get("kind") == "image":
+        return _image_peak_mb(entry, work)
     if entry["method"] == "frozen":
         return float(entry["train_peak_mb"])
     shape, half = shape_of_entry(entry), entry.get("precision_used") == "bf16"
@@ -179,11 +229,12 @@ def peak_memory_mb(entry: dict[str, Any], work: Workload, profiled_rows: int, pr
 
 
 def latency_ms(entry: dict[str, Any], tokens: float) -> float:
-    """Batch-1 latency at ``tokens`` tokens: linear between (and beyond) the profiled request lengths."""
-    pts = sorted((int(k), float(v)) for k, v in entry["inference"]["latency_ms"].items())
+    """Batch-1 latency at ``tokens`` tokens: linear between (and beyond) the profiled request lengths (between
+    neighbours where more than two were profiled)."""
+    pts = sorted((float(k), float(v)) for k, v in entry["inference"]["latency_ms"].items())
     if len(pts) == 1:
         return pts[0][1]
-    (l1, v1), (l2, v2) = pts[0], pts[-1]
+    (l1, v1), (l2, v2) = segment(pts, tokens)
     return max(0.0, v1 + (v2 - v1) * (tokens - l1) / (l2 - l1))
 
 
@@ -198,8 +249,15 @@ def estimate_option(entry: dict[str, Any], work: Workload, settings: dict[str, A
     inf = entry["inference"]
     thr = inf["throughput_rows_s"] * inf["throughput_shape"][1] / max(1.0, tokens)
     int8 = lat / INT8_LATENCY_FACTOR if entry.get("kind") == "encoder" else None
-    notes = (f"step = {fit.fixed * 1000:.0f} ms + {fit.per_token * 1e6:.1f} µs × tokens "
-             f"({work.batch_size} × {tokens:.0f} tokens → {fit.step_s(work.batch_size * tokens):.2f} s); "
-             f"{steps} steps over {work.train_rows} train rows × {work.epochs:g} epochs",)
+    if entry.get("kind") == "image":
+        side = work.image_side or round(math.sqrt(tokens))
+        (lo, _), (hi, _) = segment(sorted((float(s["length"]), 0.0) for s in entry["train"]), float(side))
+        where = "between" if lo <= side <= hi else "extrapolated from"
+        step = (f"step ≈ {fit.step_s(work.batch_size * tokens):.2f} s for {work.batch_size} images of {side} × {side}"
+                f" px (linear in pixels {where} the profiled {lo:.0f} and {hi:.0f} px)")
+    else:
+        step = (f"step = {fit.fixed * 1000:.0f} ms + {fit.per_token * 1e6:.1f} µs × tokens ({work.batch_size} × "
+                f"{tokens:.0f} tokens → {fit.step_s(work.batch_size * tokens):.2f} s)")
+    notes = (f"{step}; {steps} steps over {work.train_rows} train rows × {work.epochs:g} epochs",)
     return Estimate(steps, train_s, eval_s, total, peak, peak + float(entry.get("base_rss_mb", 0.0)), lat, thr,
                     int8, fit, notes)

@@ -29,8 +29,10 @@ def render_advice(console: Any, advice: Advice, show_rejected: bool = True) -> N
         console.print(f"[bold yellow]{note}[/]", highlight=False)
     m = advice.machine
     hw = m.get("gpu") or f"{m.get('cpu')}, {m.get('cpu_cores')} cores, {m.get('torch_threads')} threads"
+    inputs = (f"images of {w.image_side} px" if w.image_side else
+              f"languages {', '.join(w.languages) or 'any'}")
     console.print(f"task {w.task} · {w.rows} rows ({w.train_rows} train) · {w.epochs:g} epochs × batch "
-                  f"{w.batch_size} · languages {', '.join(w.languages) or 'any'} · on {hw} · ranked by "
+                  f"{w.batch_size} · {inputs} · on {hw} · ranked by "
                   f"{advice.objective}", highlight=False)
     table = Table(title="options")
     for col in ("#", "model", "method", "precision", "training", "peak MB", "latency ms", "rows/s", "cost",
@@ -56,4 +58,5 @@ def render_advice(console: Any, advice: Advice, show_rejected: bool = True) -> N
                           markup=False, soft_wrap=True)
     console.print("[dim]training = training steps + evaluation + model load (checkpoint writes and data "
                   "loading excluded); peak MB = the whole training process; latency = eager fp32 forward of one "
-                  "request (tokenisation excluded); see docs/advise.md for how each figure is scaled.[/]")
+                  "request (tokenisation excluded; for images the resize included); see docs/advise.md for how "
+                  "each figure is scaled.[/]")

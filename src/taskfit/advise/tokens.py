@@ -150,3 +150,22 @@ def _conversation_tokens(path: Path, models: Sequence[str], max_length: int) -> 
                             "no response token is left to train on; raise --max-length.", source=path)
         per_row[model] = [int(n) for n in enc.lengths]
     return _counted(len(frame), per_row, pack=max_length)
+
+
+def image_rows(path: Path, image_column: str = "image") -> int:
+    """Images in a folder-per-class dataset (``path`` a directory) or rows of a table with an image-path column,
+    as ``task.image`` reads them; images are not decoded (their cost depends on the trained side only)."""
+    from taskfit.tasks.image_data import class_folders, folder_problems, read_image_table
+
+    if path.is_dir():
+        problems = folder_problems(path, "train")
+        if problems:
+            raise DataError(problems[0].replace("data.train:", "--data:"), source=path)
+        return sum(len(files) for files in class_folders(path).values())
+    if not path.is_file():
+        raise ConfigError(f"--data {str(path)!r} does not exist (for images: a folder with one sub-folder per "
+                          "class, or a table with an image-path column).")
+    rows = len(read_image_table(path, None, image_column, None))
+    if not rows:
+        raise DataError("the data file has no rows.", source=path)
+    return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -31,6 +32,9 @@ def profile(
     rows: int = typer.Option(32, "--rows", min=1, help="Rows per training batch."),
     lengths: str = typer.Option("16,128", "--lengths", help="Tokens per row of the two timed batch shapes."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch threads (default: all cores)."),
+    image_sides: str = typer.Option("64,128,224", "--image-sides", help="Image models: the sides (px) of the timed "
+                                    "batch shapes, two or more (time, memory and latency are piecewise-linear in "
+                                    "pixels through them)."),
     out: Path | None = typer.Option(None, "--out", help="Profile file (default: ~/.cache/taskfit/profile-HOST.json, "
                                     "or under $TASKFIT_CACHE)."),
     force: bool = typer.Option(False, "--force", help="Measure every option again (default: resume, skipping "
@@ -48,16 +52,10 @@ def profile(
         names = _csv(models) or default_models()
         ms, ps = _csv(methods), _csv(precisions)
         check_options(names, ms, ps)
-        try:
-            lens = tuple(int(x) for x in _csv(lengths))
-        except ValueError:
-            lens = ()
-        if len(lens) != 2 or min(lens) < 2 or lens[0] == lens[1]:
-            from taskfit.errors import ConfigError
-
-            raise ConfigError(f"--lengths: two different token counts ≥ 2 are needed, e.g. 16,128; got "
-                              f"{lengths!r}.")
-        settings = ProfileSettings(steps=steps, rows=rows, lengths=lens, threads=threads)
+        sides = _sizes(image_sides, "--image-sides", "two or more different image sides ≥ 16 px", "64,128,224",
+                       least=16, count=None)
+        lens = _sizes(lengths, "--lengths", "two different token counts ≥ 2", "16,128", least=2, count=2)
+        settings = ProfileSettings(steps=steps, rows=rows, lengths=lens, threads=threads, image_sides=sides)
         bar = Progress(TextColumn("[bold]profile"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
         with bar:
@@ -82,20 +80,36 @@ def profile(
     console.print(f"[bold]profile:[/] {run.path}")
 
 
+def _sizes(value: str, flag: str, what: str, example: str, least: int, count: int | None) -> tuple[int, ...]:
+    """Different integers ≥ ``least`` from "A,B[,C...]" (exactly ``count`` of them, or at least two), else a
+    ConfigError naming the flag and the value."""
+    from taskfit.errors import ConfigError
+
+    try:
+        sizes = tuple(int(x) for x in _csv(value))
+    except ValueError:
+        sizes = ()
+    if (len(sizes) != count if count else len(sizes) < 2) or min(sizes) < least or len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{flag}: {what} are needed, e.g. {example}; got {value!r}.")
+    return sizes
+
+
 def render_profile(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
     m = doc["machine"]
     table = Table(title=f"{m.get('cpu')} · {m.get('cpu_cores')} cores · {m.get('torch_threads')} threads"
                   + (f" · {m['gpu']}" if m.get("gpu") else ""))
-    for col in ("model", "method", "precision", "s/step (short)", "s/step (long)", "tokens/s (long)",
+    for col in ("model", "method", "precision", "s/step (short)", "s/step (long)", "tokens|px /s (long)",
                 "train +MB", "latency ms (short/long)", "rows/s @32"):
         table.add_column(col, justify="left" if col in ("model", "method", "precision") else "right")
     for e in doc["options"].values():
         short, long = e["train"][0], e["train"][-1]
         lat = e["inference"]["latency_ms"]
+        rate = long["tokens"] / long["step_s"]
+        per_s = f"{rate / 1e6:.2f}M px" if e.get("unit") == "pixels" else f"{rate:.0f}"
         table.add_row(e["model"], e["method"], e["precision_used"], f"{short['step_s']:.3f}", f"{long['step_s']:.3f}",
-                      f"{long['tokens'] / long['step_s']:.0f}", f"{e['train_peak_mb']:.0f}",
+                      per_s, f"{e['train_peak_mb']:.0f}",
                       " / ".join(f"{v:.1f}" for v in lat.values()), f"{e['inference']['throughput_rows_s']:.0f}")
     console.print(table)
 
@@ -125,6 +139,9 @@ def advise(
                                      "prompt/response or messages columns)."),
     max_length: int = typer.Option(128, "--max-length", min=8, help="data.max_length of the run: --data rows are "
                                    "cut to it (generation packs each batch into rows of this many tokens)."),
+    image_size: int = typer.Option(224, "--image-size", min=16, max=1024, help="image_classification: the side "
+                                   "images are trained at (task.image_size, default 224). --data for images: a "
+                                   "folder with one sub-folder per class, or a table with an 'image' column."),
     profile_file: Path | None = typer.Option(None, "--profile", help="A profile written by `taskfit profile` "
                                              "(default: this machine's, else built-in reference figures)."),
     as_json: bool = typer.Option(False, "--json", help="Print the advice as JSON."),
@@ -146,9 +163,17 @@ def advise(
         # peak memory comes with the longest batch: without --data assume rows as long as data.max_length (128)
         work = Workload(task, rows if rows is not None else 1, labels, langs, epochs, batch_size, tokens,
                         max(128, math.ceil(tokens)))
+        image = task == "image_classification"
+        if image:  # a row's "tokens" are its pixels (see taskfit.advise.estimate)
+            work = dataclasses.replace(work, tokens=float(image_size * image_size), longest=image_size,
+                                       image_side=image_size)
         check_workload(work, objective, limits)  # bad input fails before any file is read
         doc, source = select_profile(hardware, profile_file)
-        if data is not None:
+        if data is not None and image:
+            from taskfit.advise.tokens import image_rows
+
+            work = dataclasses.replace(work, rows=rows if rows is not None else image_rows(data))
+        elif data is not None:
             from taskfit.advise.tokens import data_tokens
 
             # a generation file is counted with the causal LMs' chat templates only: encoders cannot train it

@@ -368,3 +368,11 @@ def test_cli_reference_json_and_errors(tmp_path):
                      **env)
     assert hw.returncode == 2 and "--hardware 'A100': no measured figures for it" in hw.stderr
     assert math.isfinite(doc["ranked"][0]["total_s"])
+    # images: the reference carries the packaged CNNs, measured on another machine, and says so
+    img = json.loads(run_taskfit(["advise", "--task", "image_classification", "--rows", "3000", "--labels", "4",
+                                  "--image-size", "96", "--json"], **env).stdout)
+    assert {o["model"] for o in img["ranked"]} == {"efficientnet-lite0", "mobilenet_v2"}
+    assert {o["method"] for o in img["ranked"]} == {"full", "frozen"}
+    assert any(n.startswith("the reference's options for efficientnet-lite0, mobilenet_v2 were measured on another "
+                            "machine") for n in img["notes"])
+    assert img["workload"]["image_side"] == 96 and img["workload"]["tokens"] == 96 * 96

@@ -76,6 +76,10 @@ def test_profile_rejects_bad_options_before_measuring(tmp_path: Path):
     res = run_taskfit(["profile", "--methods", "qlora", "--out", str(tmp_path / "x.json")], ok=False)
     assert res.returncode == 2 and "'qlora' is not a tuning method" in res.stderr
     assert not (tmp_path / "x.json").exists()
+    sides = run_taskfit(["profile", "--image-sides", "64,64", "--out", str(tmp_path / "x.json")], ok=False)
+    assert sides.returncode == 2 and ("--image-sides: two or more different image sides ≥ 16 px are needed, e.g. "
+                                      "64,128,224; got '64,64'") in sides.stderr
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_advise_counts_tokens_of_real_rows(bbc_csv: Path, tmp_path: Path, minilm_dir: Path):

@@ -202,6 +202,13 @@ def advise(work: Workload, profile: dict[str, Any], *, objective: str = "quality
         shared = f", shared with other work (load average {load[0]}–{load[1]})" if load else ""
         notes.append("not profiled on this machine — run `taskfit profile`: figures are the built-in reference "
                      f"measured on {m.get('cpu')} ({m.get('cpu_cores')} cores{shared}).")
+        elsewhere: dict[tuple[str, int], set[str]] = {}
+        for e in profile["options"].values():
+            if e.get("measured_on"):
+                elsewhere.setdefault((e["measured_on"]["cpu"], e["measured_on"]["cpu_cores"]), set()).add(e["model"])
+        for (cpu, cores), models in sorted(elsewhere.items()):
+            notes.append(f"the reference's options for {', '.join(sorted(models))} were measured on another machine: "
+                         f"{cpu} ({cores} cores).")
     return Advice(work, objective, ranked, rejected, source, profile["machine"], notes)
 
 

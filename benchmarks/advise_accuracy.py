@@ -272,7 +272,7 @@ def add_image_reference(steps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=3, help="timed profile steps per batch shape")
+    ap.add_argument("--steps", type=int, default=5, help="timed profile steps per batch shape (as `taskfit profile`)")
     ap.add_argument("--write-reference", action="store_true", help="regenerate the built-in reference profile")
     ap.add_argument("--add-image-reference", action="store_true",
                     help="profile the packaged image models here and add them to the built-in reference")

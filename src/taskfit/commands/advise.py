@@ -152,7 +152,7 @@ def advise(
     offline_defaults()
     from taskfit.advise import Constraints, Workload, select_profile
     from taskfit.advise import advise as run_advice
-    from taskfit.advise.advisor import check_workload
+    from taskfit.advise.advisor import KIND_OF_TASK, check_workload
     from taskfit.errors import ConfigError
 
     try:
@@ -176,9 +176,10 @@ def advise(
         elif data is not None:
             from taskfit.advise.tokens import data_tokens
 
-            # a generation file is counted with the causal LMs' chat templates only: encoders cannot train it
-            models = sorted({e["model"] for e in doc["options"].values()
-                             if task != "generation" or e.get("kind") == "causal_lm"})
+            # counted with the tokenizers of the models that can train the task only (a generation file with the
+            # causal LMs' chat templates; a text file with the encoders'; image models have no tokenizer)
+            want = KIND_OF_TASK.get(task, "encoder")
+            models = sorted({e["model"] for e in doc["options"].values() if e.get("kind") == want})
             counted = data_tokens(data, text_column, models, max_length=max_length, task=task)
             work = counted.workload(Workload(task, rows if rows is not None else counted.rows, labels, langs,
                                              epochs, batch_size))

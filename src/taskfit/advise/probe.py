@@ -13,9 +13,10 @@ two lengths so that step time can be split into a fixed part and a part per toke
 
 Image models (``kind`` "image") are measured the same way with ``rows`` synthetic images at each square side
 of ``image_sides`` (64, 128 and 224 px by default), where a row's "tokens" are its pixels (side × side): step
-time, memory, latency and throughput are then piecewise-linear in pixels. Their timed steps include the task's collate (random crop, flip, rotation and colour
-jitter of the stored uint8 copies, as the training loop does per batch), and their timed forward passes the
-resize to the served size: on CNNs this small those are a visible share of a step, on text models they are not.
+time, memory, latency and throughput are then piecewise-linear in pixels. Their timed steps include the task's
+collate (random crop, flip, rotation and colour jitter of the stored uint8 copies, as the training loop does per
+batch), and their timed forward passes the resize to the served size: on CNNs this small those are a visible
+share of a step, on text models they are not.
 """
 
 from __future__ import annotations

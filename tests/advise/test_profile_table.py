@@ -60,11 +60,34 @@ def test_profile_remeasures_when_settings_change(tiny_model_dir: Path, tmp_path:
     assert load_profile(out)["settings"]["lengths"] == [8, 16]
 
 
+def test_auto_precisions_profile_bf16_only_where_runs_would_use_it(monkeypatch: pytest.MonkeyPatch):
+    """`--precisions auto` (the default): fp32 everywhere, bf16 only where train.precision=auto would pick it —
+    native bf16, and not for image models on a CPU (the image task keeps fp32 there)."""
+    import torch
+
+    import taskfit.train.loop as loop
+    from taskfit.advise.profile import planned
+
+    models, methods = ["all-MiniLM-L6-v2", "efficientnet-lite0"], ["full"]
+    monkeypatch.setattr(loop, "pick_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(loop, "pick_precision", lambda requested, device: torch.bfloat16)  # a native-bf16 CPU
+    assert planned(models, methods, ["auto"]) == [
+        "all-MiniLM-L6-v2|full|fp32", "all-MiniLM-L6-v2|full|bf16", "efficientnet-lite0|full|fp32"]
+    # asked for explicitly, bf16 is profiled for images too; "auto" adds nothing twice
+    assert planned(["efficientnet-lite0"], methods, ["bf16", "auto"]) == [
+        "efficientnet-lite0|full|bf16", "efficientnet-lite0|full|fp32"]
+    monkeypatch.setattr(loop, "pick_device", lambda: torch.device("cuda"))  # a GPU with bf16: images too
+    assert planned(models, methods, ["auto"])[-2:] == ["efficientnet-lite0|full|fp32", "efficientnet-lite0|full|bf16"]
+    monkeypatch.setattr(loop, "pick_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(loop, "pick_precision", lambda requested, device: None)  # emulated bf16 (AVX2 only)
+    assert planned(models, methods, ["auto"]) == ["all-MiniLM-L6-v2|full|fp32", "efficientnet-lite0|full|fp32"]
+
+
 def test_profile_rejects_bad_options_before_measuring(tmp_path: Path):
     with pytest.raises(ConfigError) as err:
         check_options(["no-such-model", "efficientnet-lite0"], ["full", "qlora"], ["fp16"])
     msg = str(err.value)
-    assert "--precisions: 'fp16' is not a precision; expected one of fp32, bf16." in msg
+    assert "--precisions: 'fp16' is not a precision; expected one of fp32, bf16 or auto." in msg
     assert "--methods: 'qlora' is not a tuning method; available: frozen, full, lora." in msg
     assert "--models: 'no-such-model' is neither a packaged model" in msg
     assert "--models: 'efficientnet-lite0'" not in msg  # image models are profiled too

@@ -31,6 +31,9 @@ from taskfit.utils.io import atomic_write_json
 
 VERSION = 1
 PRECISIONS = ("fp32", "bf16")
+#: in a precision list, "auto" stands for what ``train.precision: auto`` would run each model in (see
+#: :func:`auto_precisions`)
+AUTO = "auto"
 
 
 def cache_root() -> Path:
@@ -125,8 +128,9 @@ def check_options(models: Sequence[str], methods: Sequence[str], precisions: Seq
 
     problems = []
     for p in precisions:
-        if p not in PRECISIONS:
-            problems.append(f"--precisions: {p!r} is not a precision; expected one of {', '.join(PRECISIONS)}.")
+        if p not in (*PRECISIONS, AUTO):
+            problems.append(f"--precisions: {p!r} is not a precision; expected one of {', '.join(PRECISIONS)} "
+                            f"or {AUTO}.")
     for m in methods:
         if m not in METHODS:
             problems.append(f"--methods: {m!r} is not a tuning method; available: {', '.join(METHODS.names())}.")
@@ -202,7 +206,7 @@ def run_profile(models: Sequence[str], methods: Sequence[str], precisions: Seque
     note = on_option or (lambda key, state: None)
     for model in models:
         for method in methods:
-            for precision in precisions:
+            for precision in _expand(model, precisions):
                 key = option_key(model, method, precision)
                 if not _applicable(model, method):
                     continue  # e.g. a frozen causal LM: the generation task trains full or LoRA only
@@ -229,19 +233,45 @@ def run_profile(models: Sequence[str], methods: Sequence[str], precisions: Seque
 
 def planned(models: Sequence[str], methods: Sequence[str], precisions: Sequence[str]) -> list[str]:
     """The option keys a profile of these lists covers (combinations a task cannot train are left out)."""
-    return [option_key(mo, me, p) for mo in models for me in methods for p in precisions if _applicable(mo, me)]
+    return [option_key(mo, me, p) for mo in models for me in methods for p in _expand(mo, precisions)
+            if _applicable(mo, me)]
+
+
+def auto_precisions(model: str) -> list[str]:
+    """The precisions a run of ``model`` with ``train.precision: auto`` can use here: fp32, and bf16 where this
+    machine computes it natively (a GPU with bf16; a CPU with AVX-512-BF16 or AMX, for text models only — the
+    image task keeps fp32 on a CPU). Elsewhere bf16 is emulated: ~10× slower (EfficientNet-Lite0 at 224 px:
+    28 s per step against 2.7 s on the AVX2-only 2-core CPU), so profiling it would only cost time."""
+    from taskfit.train.loop import pick_device, pick_precision
+
+    device = pick_device()
+    native = pick_precision("auto", device) is not None
+    return ["fp32", "bf16"] if native and not (device.type == "cpu" and _kind(model) == "image") else ["fp32"]
+
+
+def _expand(model: str, precisions: Sequence[str]) -> list[str]:
+    """``precisions`` with "auto" replaced by :func:`auto_precisions` of ``model`` (each precision once)."""
+    out: list[str] = []
+    for p in precisions:
+        out.extend(auto_precisions(model) if p == AUTO else [p])
+    return list(dict.fromkeys(out))
 
 
 def _applicable(model: str, method: str) -> bool:
     """Whether the task that measures ``model`` (by its kind) can train with ``method``."""
-    from taskfit.advise.probe import TASK_OF_KIND, model_kind
-    from taskfit.models.resolve import ALIASES, PACKAGED
+    from taskfit.advise.probe import TASK_OF_KIND
     from taskfit.tasks import TASKS
 
-    key = ALIASES.get(model, model)
-    kind = PACKAGED[key].kind if key in PACKAGED else model_kind(Path(model).expanduser(), model)
-    supported = TASKS.get(TASK_OF_KIND[kind]).supported_methods
+    supported = TASKS.get(TASK_OF_KIND[_kind(model)]).supported_methods
     return supported is None or method in supported
+
+
+def _kind(model: str) -> str:
+    from taskfit.advise.probe import model_kind
+    from taskfit.models.resolve import ALIASES, PACKAGED
+
+    key = ALIASES.get(model, model)
+    return PACKAGED[key].kind if key in PACKAGED else model_kind(Path(model).expanduser(), model)
 
 
 def _measure_in_process(model: str, method: str, precision: str, settings: ProfileSettings) -> dict[str, Any]:

@@ -27,7 +27,9 @@ def profile(
     models: str | None = typer.Option(None, "--models", help="Comma-separated model names or directories "
                                       "(default: every installed packaged text model)."),
     methods: str = typer.Option("full,lora,frozen", "--methods", help="Comma-separated tuning methods."),
-    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Comma-separated: fp32, bf16."),
+    precisions: str = typer.Option("auto", "--precisions", help="Comma-separated: fp32, bf16, auto (default: fp32, "
+                                   "plus bf16 where train.precision=auto would use it: a GPU, or a CPU with native "
+                                   "bf16 for text models; emulated bf16 is ~10× slower and only costs time)."),
     steps: int = typer.Option(5, "--steps", min=1, help="Timed training steps per batch shape (warm-up excluded)."),
     rows: int = typer.Option(32, "--rows", min=1, help="Rows per training batch."),
     lengths: str = typer.Option("16,128", "--lengths", help="Tokens per row of the two timed batch shapes."),

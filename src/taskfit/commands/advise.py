@@ -25,7 +25,8 @@ def _csv(value: str | None) -> list[str]:
 
 def profile(
     models: str | None = typer.Option(None, "--models", help="Comma-separated model names or directories "
-                                      "(default: every installed packaged text model)."),
+                                      "(default: every installed packaged model: text encoders, causal LM, image "
+                                      "CNNs)."),
     methods: str = typer.Option("full,lora,frozen", "--methods", help="Comma-separated tuning methods."),
     precisions: str = typer.Option("auto", "--precisions", help="Comma-separated: fp32, bf16, auto (default: fp32, "
                                    "plus bf16 where train.precision=auto would use it: a GPU, or a CPU with native "
@@ -117,7 +118,8 @@ def render_profile(doc: dict[str, Any]) -> None:
 
 
 def advise(
-    task: str = typer.Option(..., "--task", help="The task (e.g. text_classification, ner, generation)."),
+    task: str = typer.Option(..., "--task", help="The task (e.g. text_classification, ner, generation, "
+                                   "image_classification)."),
     rows: int | None = typer.Option(None, "--rows", help="Labelled rows you have (default: the rows of --data)."),
     labels: int | None = typer.Option(None, "--labels", help="Number of labels (classification)."),
     languages: str | None = typer.Option(None, "--languages", help="Comma-separated languages of the texts, "

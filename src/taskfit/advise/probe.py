@@ -252,11 +252,9 @@ def _inference(probe: _Shapes, model: Any, spec: dict[str, Any], vocab: int, dev
 
     model.eval()
     out: dict[str, Any] = {"latency_ms": {}}
-    names = ("pixels",) if probe.image else None
-
     def forward(make_batch: Any) -> None:
         batch = make_batch()
-        model(**{k: v for k, v in batch.items() if k != "labels" and (names is None or k in names)})
+        model(**{k: v for k, v in batch.items() if k != "labels"})
 
     lat_sizes = probe.sizes if probe.image else [int(x) for x in spec["infer_lengths"]]
     thr_size = probe.sizes[-1] if probe.image else int(spec["infer_length"])

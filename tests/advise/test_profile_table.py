@@ -217,3 +217,9 @@ def test_image_models_are_profiled_in_pixels(tmp_path: Path):
     bad = run_taskfit(["advise", "--task", "image_classification", "--data", str(folder / next(
         p.name for p in folder.iterdir() if p.is_dir())), "--profile", str(tmp_path / "p.json")], ok=False)
     assert bad.returncode != 0 and "needs at least 2 class sub-folders" in bad.stderr
+    table = tmp_path / "images.csv"
+    table.write_text("path,label\na.png,x\n", encoding="utf-8")
+    wrong = run_taskfit(["advise", "--task", "image_classification", "--data", str(table), "--profile",
+                         str(tmp_path / "p.json")], ok=False)
+    assert wrong.returncode != 0 and "needs an 'image' column of image paths; its columns are ['path', 'label']" \
+        in wrong.stderr

@@ -165,6 +165,12 @@ def image_rows(path: Path, image_column: str = "image") -> int:
     if not path.is_file():
         raise ConfigError(f"--data {str(path)!r} does not exist (for images: a folder with one sub-folder per "
                           "class, or a table with an image-path column).")
+    from taskfit.data.readers import read_table
+
+    columns = [str(c) for c in read_table(path, limit=1).columns]
+    if image_column not in columns:
+        raise DataError(f"an image table for advice needs an {image_column!r} column of image paths; its columns are "
+                        f"{columns}. Rename the column, or give --rows instead of --data.", source=path)
     rows = len(read_image_table(path, None, image_column, None))
     if not rows:
         raise DataError("the data file has no rows.", source=path)

@@ -63,34 +63,12 @@ def build(run: Path, method: str, options: dict[str, Any], dest: Path) -> dict[s
 
 
 def paired_speedups(run: Path, dirs: list[Path], texts: list[str], rounds: int = 5) -> list[float]:
-    """Throughput at batch 32 of each model in ``dirs`` relative to the source, in CPU time of one thread
-    (``time.process_time``), measured in rounds that time every model back to back (median of the per-round
-    ratios): on a shared machine, other processes' load changes wall-clock time a lot and CPU time little."""
-    import statistics
+    """Throughput at batch 32 of each model in ``dirs`` relative to the source, in CPU time of one thread over
+    paired rounds (:mod:`paired`): on a shared machine, other processes' load changes wall-clock time a lot
+    and CPU time little."""
+    from paired import paired_throughput
 
-    import torch
-
-    from taskfit.inference import Predictor
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    models = [Predictor.load(d) for d in [run, *dirs]]
-    batches = [texts[i:i + 32] for i in range(0, len(texts), 32)]
-    ratios: list[list[float]] = [[] for _ in dirs]
-    with torch.inference_mode():
-        for m in models:
-            m.predict_proba(batches[0])  # warm-up
-        for _ in range(rounds):
-            rates = []
-            for m in models:
-                t0 = time.process_time()
-                for b in batches:
-                    m.predict_proba(b)
-                rates.append(len(texts) / (time.process_time() - t0))
-            for i, r in enumerate(rates[1:]):
-                ratios[i].append(r / rates[0])
-    torch.set_num_threads(threads)
-    return [round(statistics.median(r), 3) for r in ratios]
+    return [r["ratio"] for r in paired_throughput([run, *dirs], texts, rounds)[1:]]
 
 
 def print_table(results: dict[str, Any]) -> None:

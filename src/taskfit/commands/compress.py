@@ -13,13 +13,13 @@ from taskfit.train.progress import Progress
 
 
 class _RecoveryBar(Progress):
-    """Recovery fine-tuning (pruning methods) as a rich bar with steps, loss and ETA."""
+    """Fine-tuning (pruning recovery, distillation) as a rich bar with steps, loss and ETA."""
 
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
-        self.bar = Bar(TextColumn("[bold]recovery"), BarColumn(), MofNCompleteColumn(),
+        self.bar = Bar(TextColumn("[bold]fine-tuning"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
         self.task_id: Any = None
 
@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
 def compress(
     run_dir: Path = typer.Argument(..., help="A finished run directory."),
     method: str = typer.Option("onnx-int8", "--method", help="onnx, onnx-int8, torch-int8, prune-heads, prune-ffn, "
-                               "prune-structured, prune-magnitude or merge."),
+                               "prune-structured, prune-magnitude, distill or merge; or a chain applied in order, "
+                               "e.g. distill,prune-ffn,onnx-int8 (compared with the original)."),
     out: Path | None = typer.Option(None, "--out", help="New run directory (default: RUN_DIR-METHOD beside it)."),
     data: Path | None = typer.Option(None, "--data", help="Labelled rows to score on (default: the run's test "
                                      "split)."),
@@ -60,6 +61,8 @@ def compress(
     importance: str | None = typer.Option(None, "--importance", help="prune-heads/ffn/structured: taylor "
                                           "(gradients on training rows, default) or magnitude (weights only)."),
     scope: str | None = typer.Option(None, "--scope", help="prune-magnitude: global (default) or layer ranking."),
+    layers: int | None = typer.Option(None, "--layers", help="distill: transformer layers the student keeps "
+                                      "(default: half the model's, rounded up)."),
 ) -> None:
     """Compress a run's model into a new run directory and print the before/after table (score, size,
     latency p50/p95 at batch 1, throughput at batch 32, memory). The new model loads in `taskfit predict`."""
@@ -67,7 +70,8 @@ def compress(
     from taskfit.compress import compress_run
     from taskfit.compress.run import render
 
-    options = {"sparsity": sparsity, "recovery_steps": recovery_steps, "importance": importance, "scope": scope}
+    options = {"sparsity": sparsity, "recovery_steps": recovery_steps, "importance": importance, "scope": scope,
+               "layers": layers}
     try:
         result = compress_run(run_dir, method, out=out, data=data, rows=rows, tolerance=tolerance,
                               overwrite=overwrite, note=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
@@ -75,9 +79,10 @@ def compress(
     except TaskfitError as e:
         fail(e)
     except KeyboardInterrupt:
-        resumable = method.startswith("prune-") and recovery_steps != 0
-        console.print("[yellow]interrupted" + (": the pruned model and the recovery checkpoint are kept; run the "
-                      "same command again to resume." if resumable else ".") + "[/]")
+        steps = [m.strip() for m in method.split(",")]
+        resumable = len(steps) > 1 or "distill" in steps or (method.startswith("prune-") and recovery_steps != 0)
+        console.print("[yellow]interrupted" + (": finished steps, the pruned or distilled model and the training "
+                      "checkpoint are kept; run the same command again to resume." if resumable else ".") + "[/]")
         raise typer.Exit(130) from None
     render(console, result)
     _render_details(result.run_dir)
@@ -89,7 +94,14 @@ def _render_details(run_dir: Path) -> None:
     import json
 
     export = json.loads((run_dir / "compression.json").read_text(encoding="utf-8")).get("export", {})
-    info, merge = export.get("pruning"), export.get("merge")
+    info, merge, dist = export.get("pruning"), export.get("merge"), export.get("distillation")
+    if export.get("compression_steps"):
+        console.print("[bold]steps:[/] " + " → ".join(export["compression_steps"]), highlight=False)
+    if dist:
+        console.print(f"[bold]distillation:[/] layers {dist['layers_before']} → {dist['layers']} (kept "
+                      f"{dist['kept_layers']}); parameters {dist['params_before'] / 1e6:.2f}M → "
+                      f"{dist['params_after'] / 1e6:.2f}M; {dist['steps']} training steps in {dist['train_s']:.0f} s",
+                      highlight=False)
     if info:
         parts = [f"parameters {info['params_before'] / 1e6:.2f}M → {info['params_after'] / 1e6:.2f}M"]
         if "heads_per_layer" in info:

@@ -10,6 +10,10 @@ artefact into ``dest`` (a fresh directory that already holds the tokenizer and c
 - ``torch-int8``: PyTorch dynamic int8 quantisation of Linear layers (no ONNX needed).
 - ``prune-heads``, ``prune-ffn``, ``prune-structured``, ``prune-magnitude``: see :mod:`taskfit.compress.prune`.
 - ``merge``: a plain model rebuilt from the run's saved LoRA adapter; see :mod:`taskfit.compress.merge`.
+- ``distill``: the model cut to fewer layers and distilled from itself; see :mod:`taskfit.compress.distill_method`.
+
+Methods chain (``taskfit compress RUN --method distill,prune-ffn,onnx-int8``): see
+:func:`taskfit.compress.run.parse_methods` for which steps can feed another.
 """
 
 from __future__ import annotations
@@ -150,5 +154,6 @@ COMPRESSORS.register("torch-int8")(Compressor("torch-int8", "PyTorch dynamic int
                                               _torch_int8))
 
 # Methods with options register themselves beside their own code (imported last: they use the names above).
+from taskfit.compress import distill_method as _distill_method  # noqa: E402,F401
 from taskfit.compress import merge as _merge  # noqa: E402,F401
 from taskfit.compress import prune_methods as _prune_methods  # noqa: E402,F401

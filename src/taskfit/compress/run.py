@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from taskfit.compress.methods import COMPRESSORS, BuildContext, Compressor, check_task
+from taskfit.compress.methods import COMPRESSORS, BuildContext, check_task
+from taskfit.compress.recovery import recipe_of
 from taskfit.errors import ConfigError, TaskfitError
 from taskfit.evaluate.html import cards, esc, html_table, img_tag, write_page
 from taskfit.inference import held_out_rows, model_dir_of
@@ -83,6 +84,36 @@ def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str,
     return result
 
 
+#: Methods whose output is a plain transformers model, which another step of a chain can take as its input.
+CHAIN_INPUTS = ("prune-ffn", "prune-magnitude", "distill", "merge")
+
+
+def parse_methods(method: str) -> list[str]:
+    """The steps of ``--method`` (one method, or a chain ``a,b,c`` applied in order), checked before any work.
+
+    Raises:
+        ConfigError: an unknown method, a repeated one, or a step that cannot feed the next (only methods that
+            write a plain transformers model can: distill, prune-ffn, prune-magnitude, merge).
+    """
+    steps = [m.strip() for m in method.split(",")]
+    for m in steps:
+        if not m:
+            raise ConfigError(f"--method {method!r} has an empty step; give methods separated by commas, e.g. "
+                              "distill,prune-ffn,onnx-int8.")
+        COMPRESSORS.get(m)  # unknown names list the known ones
+    repeated = sorted({m for m in steps if steps.count(m) > 1})
+    if repeated:
+        raise ConfigError(f"--method {method!r} repeats {', '.join(repeated)}; give each method once.")
+    for m in steps[:-1]:
+        if m not in CHAIN_INPUTS:
+            raise ConfigError(f"--method {method!r}: {m} cannot be followed by another method (its model is not a "
+                              f"plain transformers model); only {', '.join(CHAIN_INPUTS)} can, and an export "
+                              "(onnx, onnx-int8, torch-int8) or prune-heads goes last.")
+    if "merge" in steps[1:]:
+        raise ConfigError(f"--method {method!r}: merge reads the run's LoRA adapter, so it must be the first step.")
+    return steps
+
+
 def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, data: Path | None = None,
                  rows: int | None = None, tolerance: float = 0.005, overwrite: bool = False,
                  note: Callable[[str], None] = lambda _m: None, options: dict[str, Any] | None = None,
@@ -90,17 +121,21 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     """Compress a finished run's model; see the module docstring.
 
     Args:
-        options: the method's options (e.g. ``{"sparsity": 0.3, "recovery_steps": 50}`` for the pruning
-            methods); None values count as not given. An option the method does not take is a ConfigError.
+        method: a registered method, or a chain of them separated by commas (``distill,onnx-int8``): each step
+            compresses the previous step's model, and the table compares the original with the last one.
+        options: the methods' options (e.g. ``{"sparsity": 0.3, "recovery_steps": 50}`` for the pruning
+            methods); None values count as not given. An option no step takes is a ConfigError; in a chain,
+            each step gets the options it takes.
         progress: training progress callbacks for methods that fine-tune (:class:`taskfit.train.Progress`).
 
     Raises:
-        ConfigError: unknown method, a destination that exists (without ``overwrite``), bad tolerance, an
-            option the method does not take or a value out of range.
+        ConfigError: unknown method or bad chain, a destination that exists (without ``overwrite``), bad
+            tolerance, an option no step takes or a value out of range.
         IncompatibleError: a task the method cannot compress.
         NotFittedError: no finished model in ``run_dir``.
     """
-    compressor = COMPRESSORS.get(method)
+    steps = parse_methods(method)
+    method = ",".join(steps)
     if not 0 <= tolerance < 1:
         raise ConfigError(f"--tolerance must be in [0, 1), got {tolerance}.")
     src_model = model_dir_of(run_dir)
@@ -109,9 +144,12 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     if meta.get("backend", "transformers") != "transformers":
         raise ConfigError(f"{str(src_run)!r} already holds a compressed model ({meta['backend']}); compress the "
                           "original run instead.")
-    check_task(meta["task"], method)
-    opts = _method_options(compressor, method, src_run, src_model, meta, options or {})
-    dest = Path(out) if out is not None else src_run.with_name(f"{src_run.name}-{method}")
+    for m in steps:
+        check_task(meta["task"], m)
+    # Every step's options are checked against the source model before any work (a chain's later steps get
+    # the same architecture family, so the source's config answers for them).
+    opts = _chain_options(steps, src_run, src_model, meta, options or {})
+    dest = Path(out) if out is not None else src_run.with_name(f"{src_run.name}-{method.replace(',', '-')}")
     if dest.exists() and not overwrite:
         raise ConfigError(f"{str(dest)!r} already exists; pick another --out or pass --overwrite.")
     frame = _eval_rows(src_run, meta, data, rows)  # bad --data fails here, before any work
@@ -119,17 +157,10 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
 
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "model").mkdir(parents=True)
-    for f in src_model.iterdir():  # tokenizer, config, taskfit.json: everything but the fp32 weights
-        if f.is_file() and f.name not in WEIGHT_FILES:
-            shutil.copy2(f, tmp / "model" / f.name)
-    note(f"compressing with {method}: {compressor.description}")
     work = dest.with_name(dest.name + ".work")  # survives Ctrl-C: a method that trains resumes from it
+    note(f"compressing with {method}: " + "; then ".join(COMPRESSORS.get(m).description for m in steps))
     try:
-        if compressor.context or compressor.options:
-            extra = compressor.build(src_model, tmp / "model", meta, BuildContext(opts, src_run, work, note, progress))
-        else:
-            extra = compressor.build(src_model, tmp / "model", meta)
+        extra = _run_steps(steps, opts, src_run, src_model, meta, tmp, work, note, progress)
     except Exception as e:  # no half-written directory is left behind; an exporter failure names the method
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -149,9 +180,9 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         after = _measure(tmp / "model", rows_file)
     drop = score_drop(metric, before, after)
     flagged = drop > tolerance
-    doc = {"method": method, "source": str(src_run), "metric": metric, "drop": drop, "tolerance": tolerance,
-           "flagged": flagged, "rows": len(frame), "before": before, "after": after, "export": extra,
-           "options": opts}
+    doc = {"method": method, "steps": steps, "source": str(src_run), "metric": metric, "drop": drop,
+           "tolerance": tolerance, "flagged": flagged, "rows": len(frame), "before": before, "after": after,
+           "export": extra, "options": opts[steps[0]] if len(steps) == 1 else opts}
     atomic_write_json(tmp / "compression.json", doc)
     if (src_run / "recipe.yaml").is_file():  # so the compressed run's test rows can be found again
         shutil.copy2(src_run / "recipe.yaml", tmp / "recipe.yaml")
@@ -160,30 +191,85 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(tmp, dest)
+    shutil.rmtree(work, ignore_errors=True)
     return CompressResult(dest, before, after, metric, drop, flagged, dest / report.name)
 
 
-def _method_options(compressor: Compressor, method: str, src_run: Path, src_model: Path, meta: dict[str, Any],
-                    options: dict[str, Any]) -> dict[str, Any]:
-    """The method's checked options; an option it does not take names the methods that do."""
+def _chain_options(steps: list[str], src_run: Path, src_model: Path, meta: dict[str, Any],
+                   options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each step's checked options; an option that no step takes names the methods that do."""
     given = {k: v for k, v in options.items() if v is not None}
     for key in given:
-        if key not in compressor.options:
+        if not any(key in COMPRESSORS.get(m).options for m in steps):
             takers = [n for n in COMPRESSORS.names() if key in COMPRESSORS.get(n).options]
-            raise ConfigError(f"--{key.replace('_', '-')} does not apply to --method {method}; it is an option of "
-                              f"{', '.join(takers) or 'no method'}.")
-    return compressor.check(src_run, src_model, meta, given) if compressor.check else given
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to --method {','.join(steps)}; it is an "
+                              f"option of {', '.join(takers) or 'no method'}.")
+    out = {}
+    for m in steps:
+        comp = COMPRESSORS.get(m)
+        mine = {k: v for k, v in given.items() if k in comp.options}
+        out[m] = comp.check(src_run, src_model, meta, mine) if comp.check else mine
+    return out
+
+
+def _run_steps(steps: list[str], opts: dict[str, dict[str, Any]], src_run: Path, src_model: Path,
+               meta: dict[str, Any], tmp: Path, work: Path, note: Callable[[str], None], progress: Any
+               ) -> dict[str, Any]:
+    """Build every step; the last writes ``tmp/model``. Returns the merged ``taskfit.json`` fields.
+
+    A chain's intermediate models live in ``work/<i>-<method>/`` (a run-like directory: ``model/`` and the
+    source's recipe.yaml, which the next step's training rows come from) with a ``step.json`` once complete;
+    after an interruption, the same command skips the finished steps and resumes the unfinished one.
+    """
+    extra: dict[str, Any] = {}
+    cur_run, cur_model, cur_meta = src_run, src_model, meta
+    for i, m in enumerate(steps):
+        last = i == len(steps) - 1
+        out_dir = tmp if last else work / f"{i + 1}-{m}"
+        step_file = out_dir / "step.json"
+        state = {"source": str(cur_model.resolve()), "source_mtime": (cur_model / "taskfit.json").stat().st_mtime,
+                 "method": m, "options": opts[m]}
+        done = json.loads(step_file.read_text(encoding="utf-8")) if not last and step_file.is_file() else None
+        if done is not None and done["state"] == json.loads(json.dumps(state)):
+            note(f"step {i + 1}/{len(steps)} {m}: already done in {out_dir}")
+            step_extra = done["extra"]
+        else:
+            if len(steps) > 1:
+                note(f"step {i + 1}/{len(steps)}: {m}")
+            shutil.rmtree(out_dir, ignore_errors=True)
+            (out_dir / "model").mkdir(parents=True)
+            for f in cur_model.iterdir():  # tokenizer, config, taskfit.json: everything but the weights
+                if f.is_file() and f.name not in WEIGHT_FILES:
+                    shutil.copy2(f, out_dir / "model" / f.name)
+            step_work = work / f"{i + 1}-{m}.work" if len(steps) > 1 else work
+            comp = COMPRESSORS.get(m)
+            if comp.context or comp.options:
+                step_extra = comp.build(cur_model, out_dir / "model", cur_meta,
+                                        BuildContext(opts[m], cur_run, step_work, note, progress))
+            else:
+                step_extra = comp.build(cur_model, out_dir / "model", cur_meta)
+            if not last:
+                atomic_write_json(out_dir / "model" / "taskfit.json", {**cur_meta, **step_extra})
+                if (recipe := recipe_of(cur_run)) is not None:
+                    shutil.copy2(recipe, out_dir / "recipe.yaml")
+                atomic_write_json(step_file, {"state": state, "extra": step_extra})  # last: marks it complete
+        extra.update(step_extra)
+        cur_run, cur_model = out_dir, out_dir / "model"
+        cur_meta = {**cur_meta, **step_extra}
+    if len(steps) > 1:
+        extra["compression_steps"] = steps
+    return extra
 
 
 def details_sections(extra: dict[str, Any]) -> list[tuple[str, str]]:
     """Report sections for what a method did (pruning facts and recovery, the merge check)."""
     out = []
-    for key, title in (("pruning", "Pruning"), ("merge", "Merge")):
+    for key, title in (("distillation", "Distillation"), ("pruning", "Pruning"), ("merge", "Merge")):
         info = extra.get(key)
         if not isinstance(info, dict):
             continue
         rows = [[k, json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v]
-                for k, v in info.items() if k not in ("per_linear", "recovery")]
+                for k, v in info.items() if k not in ("per_linear", "recovery", "valid_after")]
         rec = info.get("recovery")
         if isinstance(rec, dict):
             rows += [[f"recovery {k}", json.dumps(v) if isinstance(v, dict) else v] for k, v in rec.items()

@@ -1,0 +1,139 @@
+"""Chains of compression methods (`taskfit compress RUN --method distill,prune-ffn,onnx-int8`) and the
+`distill` method, on a 2-layer, 4-head BERT built from a config and trained briefly on real BBC rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_taskfit, tiny_recipe
+from taskfit.errors import ConfigError
+from taskfit.train import Progress
+
+TEXTS = ["Shares in the bank fell after the results.", "新手机的电池可以用两天。"]
+
+
+@pytest.fixture(scope="module")
+def tiny4_run(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path, bbc_csv: Path) -> Path:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    base = tmp_path_factory.mktemp("tiny4chain")
+    torch.manual_seed(7)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(base)
+    from taskfit.config import parse_recipe
+    from taskfit.pipeline import train_recipe
+
+    recipe = tiny_recipe(bbc_csv, base, tmp_path_factory.mktemp("runs"), max_steps=6, batch_size=16)
+    recipe["output"]["name"] = "full"
+    return train_recipe(parse_recipe(recipe)).run_dir
+
+
+def _probs(path: Path) -> np.ndarray:
+    from taskfit.inference import Predictor
+
+    return Predictor.load(path).predict_proba(TEXTS)
+
+
+def test_a_chain_equals_its_steps_run_one_after_the_other(tiny4_run: Path, tmp_path: Path) -> None:
+    from taskfit.compress import compress_run
+
+    opts = {"sparsity": 0.5, "recovery_steps": 0, "importance": "magnitude"}  # deterministic, no training
+    chained = compress_run(tiny4_run, "prune-ffn,onnx", out=tmp_path / "chain", options=opts)
+    first = compress_run(tiny4_run, "prune-ffn", out=tmp_path / "pruned", options=opts)
+    second = compress_run(first.run_dir, "onnx", out=tmp_path / "pruned-onnx")
+    np.testing.assert_allclose(_probs(chained.run_dir), _probs(second.run_dir), atol=1e-6)
+
+    doc = json.loads((chained.run_dir / "compression.json").read_text())
+    assert doc["steps"] == ["prune-ffn", "onnx"] and doc["method"] == "prune-ffn,onnx"
+    assert doc["source"] == str(tiny4_run)  # compared with the original, not with the pruned model
+    assert doc["before"]["size_mb"] == first.before["size_mb"]
+    assert doc["options"]["prune-ffn"]["sparsity"] == 0.5 and doc["options"]["onnx"] == {}
+    meta = json.loads((chained.run_dir / "model" / "taskfit.json").read_text())
+    assert meta["backend"] == "onnx" and meta["compression_steps"] == ["prune-ffn", "onnx"]
+    assert meta["pruning"]["intermediate_size"] == 32 and meta["compression_method"] == "prune-ffn,onnx"
+    assert not (tmp_path / "chain.work").exists() and not (tmp_path / "chain.tmp").exists()
+    html = (chained.run_dir / "report.html").read_text()
+    assert "prune-ffn,onnx" in html and "Pruning" in html
+
+
+class _StopInSecondTraining(Progress):
+    """Ctrl-C at the first optimiser step of the second training of the process (the chain's second step)."""
+
+    def __init__(self) -> None:
+        self.trainings = 0
+
+    def start(self, total_steps: int, done_steps: int) -> None:
+        self.trainings += 1
+
+    def step(self, at: int, loss: float, lr: float, samples_per_s: float) -> None:
+        if self.trainings == 2:
+            raise KeyboardInterrupt
+
+
+def test_distill_then_prune_resumes_after_ctrl_c_without_redoing_the_distillation(tiny4_run: Path,
+                                                                                   tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from taskfit.compress import compress_run
+
+    opts: dict[str, Any] = {"layers": 1, "sparsity": 0.5, "recovery_steps": 3}
+    with pytest.raises(KeyboardInterrupt):
+        compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, progress=_StopInSecondTraining())
+    assert (tmp_path / "b.work" / "1-distill" / "step.json").is_file()  # the finished step is kept
+    assert not (tmp_path / "b").exists()
+    notes: list[str] = []
+    resumed = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, note=notes.append)
+    fresh = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "a", options=opts)
+    assert any("step 1/2 distill: already done" in n for n in notes), notes
+    assert not (tmp_path / "b.work").exists()
+    a = load_file(str(fresh.run_dir / "model" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    cfg = json.loads((resumed.run_dir / "model" / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 1 and cfg["intermediate_size"] == 32
+    export = json.loads((resumed.run_dir / "compression.json").read_text())["export"]
+    assert export["distillation"]["layers"] == 1 and export["distillation"]["layers_before"] == 2
+    assert export["distillation"]["kept_layers"] == [1]  # the top layer
+    assert export["distillation"]["params_after"] < export["distillation"]["params_before"]
+    assert export["pruning"]["recovery"]["steps"] == 3
+    assert resumed.after["metrics"] and _probs(resumed.run_dir).shape == (len(TEXTS), 5)
+
+
+def test_bad_chains_and_options_are_refused_before_any_work(tiny4_run: Path) -> None:
+    from taskfit.compress import compress_run
+
+    cases = [
+        ("onnx,prune-ffn", {}, "onnx cannot be followed by another method"),
+        ("prune-ffn,prune-ffn", {}, "repeats prune-ffn; give each method once"),
+        ("distill,,onnx", {}, "has an empty step"),
+        ("distill,quantise", {}, "quantise"),
+        ("prune-ffn,merge", {}, "merge reads the run's LoRA adapter, so it must be the first step"),
+        ("distill", {"layers": 2}, r"--layers must be a whole number from 1 to 1 \(the model has 2 layers\); got 2"),
+        ("distill", {"layers": 0}, "got 0"),
+        ("onnx-int8", {"layers": 1}, "--layers does not apply to --method onnx-int8; it is an option of distill"),
+        ("distill,onnx", {"sparsity": 0.5}, "--sparsity does not apply to --method distill,onnx"),
+        ("distill,prune-ffn", {"sparsity": 1.5}, r"--sparsity for prune-ffn must be in \[0, 1\)"),
+    ]
+    for method, opts, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            compress_run(tiny4_run, method, options=opts)
+    assert sorted(p.name for p in tiny4_run.parent.iterdir()) == [tiny4_run.name]  # nothing begun
+
+
+@pytest.mark.slow
+def test_cli_distils_and_exports_in_one_command_then_predicts(tiny4_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    res = run_taskfit(["compress", str(tiny4_run), "--method", "distill,onnx-int8", "--layers", "1", "--out", str(out)])
+    assert "steps: distill → onnx-int8" in res.stdout and "layers 2 → 1" in res.stdout
+    assert "throughput, batch 32" in res.stdout
+    pred = run_taskfit(["predict", str(out), "新手机的电池可以用两天。"])
+    assert json.loads(pred.stdout.strip().splitlines()[-1])["label"] in json.loads(
+        (tiny4_run / "model" / "taskfit.json").read_text())["labels"]

@@ -7,8 +7,9 @@ Trains one run (taskfit, full fine-tuning), compresses it with onnx, onnx-int8, 
 prune-ffn,onnx-int8 / distill,onnx-int8 / distill,prune-ffn,onnx-int8 (FFN sparsity 0.5, 3 of 6 layers),
 and prints the before/after table of each (test accuracy on the run's own test split, size on disk, p50/p95
 latency at batch 1, throughput at batch 32, memory), measured in a fresh process per model, as `taskfit
-compress` measures. Then every model's batch-32 throughput relative to the eager source is measured again in
-paired rounds in one process (:mod:`paired`): in CPU time with one thread (robust to other load and to a
+compress` measures (the throughput ratio from its paired rounds). Then every model's batch-32 throughput
+relative to the eager source is measured again in paired rounds in one process, all models together
+(taskfit.compress.measure.paired_throughput): in CPU time with one thread (robust to other load and to a
 hypervisor's steal time) and in wall-clock time with all cores. Results go to benchmarks/results/compress.json.
 """
 
@@ -65,13 +66,14 @@ def main() -> None:
         r = compress_run(summary.run_dir, method, overwrite=True, options=options)
         b, a = r.before, r.after
         results["methods"][method] = {"before": b, "after": a, "drop": r.drop, "flagged": r.flagged,
-                                      "options": options, "build_and_measure_s": round(time.perf_counter() - t1)}
+                                      "paired": r.paired, "options": options,
+                                      "build_and_measure_s": round(time.perf_counter() - t1)}
         dirs.append(r.run_dir)
         print(f"| {method} | {b['metrics']['accuracy']:.4f} → {a['metrics']['accuracy']:.4f} | "
               f"{b['size_mb']:.1f} → {a['size_mb']:.1f} | {b['latency_p50_ms']:.2f} → {a['latency_p50_ms']:.2f} "
               f"({b['latency_p50_ms'] / a['latency_p50_ms']:.2f}×) | {b['latency_p95_ms']:.2f} → "
               f"{a['latency_p95_ms']:.2f} | {b['throughput_per_s']:.0f} → {a['throughput_per_s']:.0f} "
-              f"({a['throughput_per_s'] / b['throughput_per_s']:.2f}×) | {b['model_rss_mb']:.0f} → "
+              f"(paired {r.paired['ratio'] if r.paired else float('nan'):.2f}×) | {b['model_rss_mb']:.0f} → "
               f"{a['model_rss_mb']:.0f} |")
     paired_table(results, summary.run_dir, dirs, args.rounds)
     dest = Path("benchmarks/results/compress.json")
@@ -83,8 +85,7 @@ def paired_table(results: dict[str, Any], run: Path, dirs: list[Path], rounds: i
     """Throughput ratios to the eager source in paired rounds, both clocks; printed and kept in ``results``."""
     import os
 
-    from paired import paired_throughput
-
+    from taskfit.compress.measure import paired_throughput
     from taskfit.inference import Predictor, held_out_rows
 
     pred = Predictor.load(run)

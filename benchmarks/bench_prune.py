@@ -64,11 +64,11 @@ def build(run: Path, method: str, options: dict[str, Any], dest: Path) -> dict[s
 
 def paired_speedups(run: Path, dirs: list[Path], texts: list[str], rounds: int = 5) -> list[float]:
     """Throughput at batch 32 of each model in ``dirs`` relative to the source, in CPU time of one thread over
-    paired rounds (:mod:`paired`): on a shared machine, other processes' load changes wall-clock time a lot
-    and CPU time little."""
-    from paired import paired_throughput
+    paired rounds (:func:`taskfit.compress.measure.paired_throughput`): on a shared machine, other processes'
+    load changes wall-clock time a lot and CPU time little."""
+    from taskfit.compress.measure import paired_throughput
 
-    return [r["ratio"] for r in paired_throughput([run, *dirs], texts, rounds)[1:]]
+    return [r["ratio"] for r in paired_throughput([run, *dirs], texts, rounds, clock="cpu")[1:]]
 
 
 def print_table(results: dict[str, Any]) -> None:

@@ -41,26 +41,59 @@ def _probs(path: Path) -> np.ndarray:
     return Predictor.load(path).predict_proba(TEXTS)
 
 
+def _step(src_model: Path, method: str, dest: Path, **options: Any) -> Path:
+    """One method's build on its own, as a user would run it on the previous model (no measurement)."""
+    from taskfit.compress.methods import COMPRESSORS, BuildContext
+    from taskfit.compress.run import WEIGHT_FILES
+
+    comp, meta = COMPRESSORS.get(method), json.loads((src_model / "taskfit.json").read_text())
+    opts = comp.check(src_model.parent, src_model, meta, options) if comp.check else options
+    dest.mkdir(parents=True)
+    for f in src_model.iterdir():
+        if f.name not in WEIGHT_FILES:
+            (dest / f.name).write_bytes(f.read_bytes())
+    if comp.context or comp.options:
+        extra = comp.build(src_model, dest, meta, BuildContext(opts, src_model.parent, dest.with_name("w"), print))
+    else:
+        extra = comp.build(src_model, dest, meta)
+    (dest / "taskfit.json").write_text(json.dumps({**meta, **extra}))
+    return dest
+
+
 def test_a_chain_equals_its_steps_run_one_after_the_other(tiny4_run: Path, tmp_path: Path) -> None:
     from taskfit.compress import compress_run
 
     opts = {"sparsity": 0.5, "recovery_steps": 0, "importance": "magnitude"}  # deterministic, no training
-    chained = compress_run(tiny4_run, "prune-ffn,onnx", out=tmp_path / "chain", options=opts)
-    first = compress_run(tiny4_run, "prune-ffn", out=tmp_path / "pruned", options=opts)
-    second = compress_run(first.run_dir, "onnx", out=tmp_path / "pruned-onnx")
-    np.testing.assert_allclose(_probs(chained.run_dir), _probs(second.run_dir), atol=1e-6)
+    chained = compress_run(tiny4_run, "prune-ffn,onnx", out=tmp_path / "chain", options=opts, rows=40)
+    pruned = _step(tiny4_run / "model", "prune-ffn", tmp_path / "pruned" / "model", **opts)
+    exported = _step(pruned, "onnx", tmp_path / "pruned-onnx" / "model")
+    np.testing.assert_allclose(_probs(chained.run_dir), _probs(exported), atol=1e-6)
 
     doc = json.loads((chained.run_dir / "compression.json").read_text())
     assert doc["steps"] == ["prune-ffn", "onnx"] and doc["method"] == "prune-ffn,onnx"
     assert doc["source"] == str(tiny4_run)  # compared with the original, not with the pruned model
-    assert doc["before"]["size_mb"] == first.before["size_mb"]
+    assert 0 < doc["rows"] <= 40 and doc["before"]["metrics"] and doc["after"]["metrics"]
     assert doc["options"]["prune-ffn"]["sparsity"] == 0.5 and doc["options"]["onnx"] == {}
     meta = json.loads((chained.run_dir / "model" / "taskfit.json").read_text())
     assert meta["backend"] == "onnx" and meta["compression_steps"] == ["prune-ffn", "onnx"]
     assert meta["pruning"]["intermediate_size"] == 32 and meta["compression_method"] == "prune-ffn,onnx"
     assert not (tmp_path / "chain.work").exists() and not (tmp_path / "chain.tmp").exists()
     html = (chained.run_dir / "report.html").read_text()
-    assert "prune-ffn,onnx" in html and "Pruning" in html
+    assert "prune-ffn,onnx" in html and "Pruning" in html and "paired rounds" in html
+    paired = doc["paired_throughput"]  # both models timed in the same rounds, in one process
+    assert len(paired["ratios"]) == 5 and paired["ratio"] == paired["ratios"][2] == chained.paired["ratio"]
+    assert paired["before_per_s"] > 0 and paired["after_per_s"] > 0
+
+
+def test_paired_rounds_time_a_model_against_itself_at_about_one(tiny4_run: Path) -> None:
+    from taskfit.compress.measure import paired_throughput
+
+    threads = torch.get_num_threads()
+    texts = TEXTS * 40  # 80 rows: three batches of 32
+    first, second = paired_throughput([tiny4_run, tiny4_run], texts, rounds=3, clock="cpu")
+    assert first["ratio"] == 1.0 and first["rows_per_s"] > 0 and len(second["ratios"]) == 3
+    assert 0.5 < second["ratio"] < 2.0  # the same work; CPU time of one thread
+    assert torch.get_num_threads() == threads  # the one-thread clock puts the threads back
 
 
 class _StopInSecondTraining(Progress):
@@ -85,12 +118,14 @@ def test_distill_then_prune_resumes_after_ctrl_c_without_redoing_the_distillatio
 
     opts: dict[str, Any] = {"layers": 1, "sparsity": 0.5, "recovery_steps": 3}
     with pytest.raises(KeyboardInterrupt):
-        compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, progress=_StopInSecondTraining())
+        compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, rows=40,
+                     progress=_StopInSecondTraining())
     assert (tmp_path / "b.work" / "1-distill" / "step.json").is_file()  # the finished step is kept
     assert not (tmp_path / "b").exists()
     notes: list[str] = []
-    resumed = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, note=notes.append)
-    fresh = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "a", options=opts)
+    resumed = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, rows=40,
+                           note=notes.append)
+    fresh = compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "a", options=opts, rows=40)
     assert any("step 1/2 distill: already done" in n for n in notes), notes
     assert not (tmp_path / "b.work").exists()
     a = load_file(str(fresh.run_dir / "model" / "model.safetensors"))

@@ -77,8 +77,8 @@ def test_bad_requests_are_named(tmp_path: Path) -> None:
     from taskfit.compress import compress_run
     from taskfit.compress.methods import check_task
 
-    with pytest.raises(ConfigError, match=r"Unknown compression method 'gzip'\. Available: merge, onnx, onnx-int8, "
-                       "prune-ffn, prune-heads, prune-magnitude, prune-structured, torch-int8"):
+    with pytest.raises(ConfigError, match=r"Unknown compression method 'gzip'\. Available: distill, merge, onnx, "
+                       "onnx-int8, prune-ffn, prune-heads, prune-magnitude, prune-structured, torch-int8"):
         compress_run(tmp_path, "gzip")
     with pytest.raises(IncompatibleError, match="supports the tasks text_classification, multi_label, regression; "
                        "this run is 'ner'"):

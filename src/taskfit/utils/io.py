@@ -6,10 +6,12 @@ the *same directory* followed by ``os.replace``, which is atomic on POSIX and Wi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,23 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 def atomic_save(path: str | Path, save: Callable[[Path], object]) -> None:
     """Atomically produce ``path`` with a custom writer (e.g. ``torch.save``) given a temp path."""
     _atomic(path, save)
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
+
+    The kernel releases it when the process dies, so it never goes stale. Used where two processes may build
+    the same cached artefact at once (a converted packaged model): the second waits, then finds it built.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:

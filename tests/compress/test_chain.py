@@ -96,6 +96,41 @@ def test_paired_rounds_time_a_model_against_itself_at_about_one(tiny4_run: Path)
     assert torch.get_num_threads() == threads  # the one-thread clock puts the threads back
 
 
+def test_a_failed_step_keeps_the_finished_ones_for_the_same_command(tiny4_run: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exporter that fails after a finished pruning step: the pruned model stays, the rerun starts after it."""
+    from dataclasses import replace
+
+    from taskfit.compress import compress_run
+    from taskfit.compress.methods import COMPRESSORS
+
+    def broken(*_args: Any) -> dict[str, Any]:
+        raise OSError("disk full")
+
+    real_get = COMPRESSORS.get
+    monkeypatch.setattr(COMPRESSORS, "get",
+                        lambda n: replace(real_get(n), build=broken) if n == "onnx" else real_get(n))
+    opts = {"sparsity": 0.5, "recovery_steps": 0, "importance": "magnitude"}
+    notes: list[str] = []
+    with pytest.raises(RuntimeError, match=r"compress --method prune-ffn,onnx failed on .*: disk full"):
+        compress_run(tiny4_run, "prune-ffn,onnx", out=tmp_path / "c", options=opts, rows=40, note=notes.append)
+    work = tmp_path / "c.work"
+    assert (work / "1-prune-ffn" / "step.json").is_file() and not (tmp_path / "c.tmp").exists()
+    assert any(f"(1-prune-ffn) are kept in {work}" in n for n in notes), notes
+    assert not (tmp_path / "c").exists()
+
+    monkeypatch.setattr(COMPRESSORS, "get", real_get)  # the disk has room again
+    notes.clear()
+    done = compress_run(tiny4_run, "prune-ffn,onnx", out=tmp_path / "c", options=opts, rows=40, note=notes.append)
+    assert any("step 1/2 prune-ffn: already done" in n for n in notes), notes
+    assert json.loads((done.run_dir / "model" / "taskfit.json").read_text())["backend"] == "onnx"
+    assert not work.exists()
+
+    with pytest.raises(ConfigError):  # a single method that fails early leaves no work directory either
+        compress_run(tiny4_run, "prune-ffn", out=tmp_path / "d", options={"sparsity": 1.5}, rows=40)
+    assert not (tmp_path / "d.work").exists()
+
+
 class _StopInSecondTraining(Progress):
     """Ctrl-C at the first optimiser step of the second training of the process (the chain's second step)."""
 

@@ -167,7 +167,11 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
         extra = _run_steps(steps, opts, src_run, src_model, meta, tmp, work, note, progress)
     except Exception as e:  # no half-written directory is left behind; an exporter failure names the method
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        kept = [f.parent.name for f in sorted(work.glob("*/step.json"))] if len(steps) > 1 else []
+        if kept:  # a chain's finished steps (minutes of training) stay for the same command to start after
+            note(f"the finished steps ({', '.join(kept)}) are kept in {work}; the same command starts after them")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, TaskfitError):
             raise
         raise RuntimeError(f"compress --method {method} failed on {src_model}: {e}") from e

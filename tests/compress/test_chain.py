@@ -151,7 +151,7 @@ def test_distill_then_prune_resumes_after_ctrl_c_without_redoing_the_distillatio
 
     from taskfit.compress import compress_run
 
-    opts: dict[str, Any] = {"layers": 1, "sparsity": 0.5, "recovery_steps": 3}
+    opts: dict[str, Any] = {"layers": 1, "temperature": 3, "alpha": 0.7, "sparsity": 0.5, "recovery_steps": 3}
     with pytest.raises(KeyboardInterrupt):
         compress_run(tiny4_run, "distill,prune-ffn", out=tmp_path / "b", options=opts, rows=40,
                      progress=_StopInSecondTraining())
@@ -172,6 +172,7 @@ def test_distill_then_prune_resumes_after_ctrl_c_without_redoing_the_distillatio
     export = json.loads((resumed.run_dir / "compression.json").read_text())["export"]
     assert export["distillation"]["layers"] == 1 and export["distillation"]["layers_before"] == 2
     assert export["distillation"]["kept_layers"] == [1]  # the top layer
+    assert export["distillation"]["temperature"] == 3 and export["distillation"]["alpha"] == 0.7
     assert export["distillation"]["params_after"] < export["distillation"]["params_before"]
     assert export["pruning"]["recovery"]["steps"] == 3
     assert resumed.after["metrics"] and _probs(resumed.run_dir).shape == (len(TEXTS), 5)
@@ -191,6 +192,10 @@ def test_bad_chains_and_options_are_refused_before_any_work(tiny4_run: Path) -> 
         ("onnx-int8", {"layers": 1}, "--layers does not apply to --method onnx-int8; it is an option of distill"),
         ("distill,onnx", {"sparsity": 0.5}, "--sparsity does not apply to --method distill,onnx"),
         ("distill,prune-ffn", {"sparsity": 1.5}, r"--sparsity for prune-ffn must be in \[0, 1\)"),
+        ("distill", {"temperature": 0}, r"--temperature must be > 0, got 0.0"),
+        ("distill,onnx", {"alpha": 1.5}, r"--alpha must be in \[0, 1\] \(the weight of the hard-label loss\)"),
+        ("distill", {"alpha": "high"}, "--alpha must be a number, got 'high'"),
+        ("onnx", {"alpha": 0.3}, "--alpha does not apply to --method onnx; it is an option of distill"),
     ]
     for method, opts, match in cases:
         with pytest.raises(ConfigError, match=match):
@@ -201,9 +206,10 @@ def test_bad_chains_and_options_are_refused_before_any_work(tiny4_run: Path) -> 
 @pytest.mark.slow
 def test_cli_distils_and_exports_in_one_command_then_predicts(tiny4_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
-    res = run_taskfit(["compress", str(tiny4_run), "--method", "distill,onnx-int8", "--layers", "1", "--out", str(out)])
+    res = run_taskfit(["compress", str(tiny4_run), "--method", "distill,onnx-int8", "--layers", "1",
+                       "--temperature", "4", "--out", str(out)])
     assert "steps: distill → onnx-int8" in res.stdout and "layers 2 → 1" in res.stdout
-    assert "throughput, batch 32" in res.stdout
+    assert "throughput, batch 32" in res.stdout and "T 4, alpha 0.5" in res.stdout
     pred = run_taskfit(["predict", str(out), "新手机的电池可以用两天。"])
     assert json.loads(pred.stdout.strip().splitlines()[-1])["label"] in json.loads(
         (tiny4_run / "model" / "taskfit.json").read_text())["labels"]

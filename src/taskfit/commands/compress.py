@@ -63,6 +63,10 @@ def compress(
     scope: str | None = typer.Option(None, "--scope", help="prune-magnitude: global (default) or layer ranking."),
     layers: int | None = typer.Option(None, "--layers", help="distill: transformer layers the student keeps "
                                       "(default: half the model's, rounded up)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="distill: softmax temperature T > 0 of "
+                                             "the soft targets (default 2)."),
+    alpha: float | None = typer.Option(None, "--alpha", help="distill: weight of the hard-label loss in [0, 1] "
+                                       "(default 0.5)."),
 ) -> None:
     """Compress a run's model into a new run directory and print the before/after table (score, size,
     latency p50/p95 at batch 1, throughput at batch 32, memory). The new model loads in `taskfit predict`."""
@@ -71,7 +75,7 @@ def compress(
     from taskfit.compress.run import render
 
     options = {"sparsity": sparsity, "recovery_steps": recovery_steps, "importance": importance, "scope": scope,
-               "layers": layers}
+               "layers": layers, "temperature": temperature, "alpha": alpha}
     try:
         result = compress_run(run_dir, method, out=out, data=data, rows=rows, tolerance=tolerance,
                               overwrite=overwrite, note=lambda m: console.print(f"[dim]{m}[/]", highlight=False),

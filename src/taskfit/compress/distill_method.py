@@ -2,13 +2,14 @@
 
 The same training as ``taskfit distill RUN --layers N`` (:mod:`taskfit.compress.distill`): the student is the
 model's embeddings, every k-th transformer layer (ending with the top one) and its head, trained on the run's
-own training rows against the model's precomputed logits (temperature 2, alpha 0.5, the run's ``train:``
-block). As a compression method it can start a chain (``--method distill,onnx-int8``), which is how a model
-gets past what int8 alone gives on CPUs without fast int8 instructions (BENCHMARKS.md "Compression").
+own training rows against the model's precomputed logits, with the run's ``train:`` block. As a compression
+method it can start a chain (``--method distill,onnx-int8``), which is how a model gets past what int8 alone
+gives on CPUs without fast int8 instructions (BENCHMARKS.md "Compression").
 
-Option ``layers``: layers the student keeps, 1 ≤ N < the model's (default: half, rounded up). The student's
-run directory lives in the work directory (``<out>.work/``) until the method finishes, so an interrupted
-command resumes its training when run again with the same options.
+Options: ``layers``, the layers the student keeps, 1 ≤ N < the model's (default: half, rounded up);
+``temperature`` (> 0, default 2) and ``alpha`` (the hard-label loss's weight in [0, 1], default 0.5), as in
+``taskfit distill``. The student's run directory lives in the work directory (``<out>.work/``) until the
+method finishes, so an interrupted command resumes its training when run again with the same options.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def _layer_count(src: Path) -> int:
 
 
 def _check(source_run: Path, src: Path, meta: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    from taskfit.compress.distill import DistillSpec
+
     if meta["task"] not in KD_LOSSES:
         raise IncompatibleError(f"compress --method distill works for {', '.join(KD_LOSSES)} runs; this run is "
                                 f"{meta['task']!r}.")
@@ -45,17 +48,23 @@ def _check(source_run: Path, src: Path, meta: dict[str, Any], options: dict[str,
     if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers < total:
         raise ConfigError(f"--layers must be a whole number from 1 to {total - 1} (the model has {total} layers); "
                           f"got {layers!r}.")
+    temperature, alpha = options.get("temperature", 2.0), options.get("alpha", 0.5)
+    for name, value in (("temperature", temperature), ("alpha", alpha)):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"--{name} must be a number, got {value!r}.")
+    DistillSpec(str(source_run), layers=layers, temperature=float(temperature), alpha=float(alpha)).check()
     check_recipe(source_run, "distill", "the student's training")
-    return {"layers": layers}
+    return {"layers": layers, "temperature": float(temperature), "alpha": float(alpha)}
 
 
 def _build(src: Path, dest: Path, meta: dict[str, Any], ctx: BuildContext) -> dict[str, Any]:
     from taskfit.compress.distill import SPEC_FILE, distill, resume_distill
 
     work, layers = ctx.work_dir, int(ctx.options["layers"])
+    temperature, alpha = float(ctx.options.get("temperature", 2.0)), float(ctx.options.get("alpha", 0.5))
     student = work / "student"
     state = {"source": str(src.resolve()), "source_mtime": (src / "taskfit.json").stat().st_mtime,
-             "layers": layers}
+             "layers": layers, "temperature": temperature, "alpha": alpha}
     saved = json.loads((work / "state.json").read_text()) if (work / "state.json").is_file() else None
     resumable = (student / SPEC_FILE).is_file() and (student / "checkpoints").is_dir()
     if saved == json.loads(json.dumps(state)) and resumable:
@@ -65,11 +74,12 @@ def _build(src: Path, dest: Path, meta: dict[str, Any], ctx: BuildContext) -> di
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         atomic_write_json(work / "state.json", state)
-        ctx.note(f"distill: {layers} of {_layer_count(src)} layers, trained against the model's logits (T 2, "
-                 "alpha 0.5) on the run's training rows (Ctrl-C keeps a checkpoint; run the same command again to "
-                 "resume)")
+        ctx.note(f"distill: {layers} of {_layer_count(src)} layers, trained against the model's logits (T "
+                 f"{temperature:g}, alpha {alpha:g}) on the run's training rows (Ctrl-C keeps a checkpoint; run the "
+                 "same command again to resume)")
         # The teacher is the run holding ``src`` (its recipe.yaml names the training rows).
-        distill(ctx.source_run, layers=layers, out=student, measure=False, overwrite=True, progress=ctx.progress)
+        distill(ctx.source_run, layers=layers, temperature=temperature, alpha=alpha, out=student, measure=False,
+                overwrite=True, progress=ctx.progress)
     for f in (student / "model").iterdir():  # config.json says the new layer count; taskfit.json is rewritten
         if f.is_file() and f.name != "taskfit.json":
             shutil.copy2(f, dest / f.name)
@@ -85,4 +95,4 @@ def _build(src: Path, dest: Path, meta: dict[str, Any], ctx: BuildContext) -> di
 
 COMPRESSORS.register("distill")(Compressor(
     "distill", "the model cut to fewer layers (--layers, default half) and distilled from the full model on the "
-    "run's training rows", _build, options=("layers",), check=_check, context=True))
+    "run's training rows", _build, options=("layers", "temperature", "alpha"), check=_check, context=True))

@@ -196,6 +196,8 @@ def test_bad_chains_and_options_are_refused_before_any_work(tiny4_run: Path) -> 
         ("distill,onnx", {"alpha": 1.5}, r"--alpha must be in \[0, 1\] \(the weight of the hard-label loss\)"),
         ("distill", {"alpha": "high"}, "--alpha must be a number, got 'high'"),
         ("onnx", {"alpha": 0.3}, "--alpha does not apply to --method onnx; it is an option of distill"),
+        ("prune-heads,torch-int8", {}, "prune-heads .* can be followed only by onnx or onnx-int8, not torch-int8"),
+        ("prune-structured,prune-ffn", {}, "can be followed only by onnx or onnx-int8, not prune-ffn"),
     ]
     for method, opts, match in cases:
         with pytest.raises(ConfigError, match=match):
@@ -213,3 +215,73 @@ def test_cli_distils_and_exports_in_one_command_then_predicts(tiny4_run: Path, t
     pred = run_taskfit(["predict", str(out), "新手机的电池可以用两天。"])
     assert json.loads(pred.stdout.strip().splitlines()[-1])["label"] in json.loads(
         (tiny4_run / "model" / "taskfit.json").read_text())["labels"]
+
+
+def _attention_heads(onnx_file: Path) -> list[int]:
+    import onnx
+
+    return [next(a.i for a in n.attribute if a.name == "num_heads")
+            for n in onnx.load(str(onnx_file)).graph.node if n.op_type in ("Attention", "QAttention")]
+
+
+def test_onnx_export_of_a_model_with_different_heads_per_layer_keeps_its_outputs(tmp_path: Path) -> None:
+    """ORT's optimiser gives every fused Attention node the config's head count; a head-pruned model needs
+    each layer's own. Q/K are scaled up so attention is sharp: with near-uniform attention a wrong head split
+    would hardly change the output."""
+    import onnxruntime as ort
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from taskfit.compress.methods import export_onnx, optimize_onnx, quantize_onnx
+    from taskfit.compress.prune import remove_heads
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=200, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96,
+        num_labels=3, attn_implementation="eager")).eval()
+    assert remove_heads(model, [[0, 1, 2, 3], [1, 3], [2]]) == [4, 2, 1]
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            layer.attention.self.query.weight.mul_(30)
+            layer.attention.self.key.weight.mul_(30)
+    ids = torch.randint(0, 200, (5, 11))
+    mask = torch.ones_like(ids)
+    mask[2, 7:] = 0
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits.numpy()
+    path = tmp_path / "m.onnx"
+    names = export_onnx(model, path)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": np.zeros_like(ids.numpy())}
+    fused = optimize_onnx(path, model)
+    assert fused["Attention"] == 3 and _attention_heads(path) == [4, 2, 1]
+    got = ort.InferenceSession(str(path)).run(None, {n: feed[n] for n in names})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # 1.4e-3 off with the config's 4 heads everywhere
+    quantize_onnx(path)
+    got = ort.InferenceSession(str(path)).run(None, {n: feed[n] for n in names})[0]
+    np.testing.assert_allclose(got, expected, atol=2e-2)
+
+
+@pytest.mark.slow
+def test_head_pruned_models_export_to_onnx_in_a_chain_and_from_a_pruned_run(tiny4_run: Path, tmp_path: Path) -> None:
+    from taskfit.compress import compress_run
+
+    opts = {"sparsity": 0.5, "recovery_steps": 0, "importance": "magnitude"}  # deterministic, no training
+    pruned = compress_run(tiny4_run, "prune-heads", out=tmp_path / "pruned", options=opts, rows=40)
+    chained = compress_run(tiny4_run, "prune-heads,onnx", out=tmp_path / "chain", options=opts, rows=40)
+    heads = json.loads((pruned.run_dir / "model" / "config.json").read_text())["taskfit_heads_per_layer"]
+    assert sum(heads) == 4  # half of 2 layers x 4 heads
+    meta = json.loads((chained.run_dir / "model" / "taskfit.json").read_text())
+    assert meta["backend"] == "onnx" and meta["compression_steps"] == ["prune-heads", "onnx"]
+    assert _attention_heads(chained.run_dir / "model" / "model.onnx") == heads
+    np.testing.assert_allclose(_probs(chained.run_dir), _probs(pruned.run_dir), atol=1e-5)
+    assert {f.name for f in (chained.run_dir / "model").glob("*.safetensors")} == set()  # ONNX only, no fp32 copy
+
+    exported = compress_run(pruned.run_dir, "onnx-int8", out=tmp_path / "int8", rows=40)  # a pruned run as source
+    doc = json.loads((exported.run_dir / "compression.json").read_text())
+    assert doc["source"] == str(pruned.run_dir) and doc["after"]["metrics"]
+    assert _attention_heads(exported.run_dir / "model" / "model.onnx") == heads
+    assert not list((exported.run_dir / "model").glob("*.safetensors"))
+    assert doc["after"]["size_mb"] < doc["before"]["size_mb"] / 2  # int8 and no copy of the pruned weights
+    np.testing.assert_allclose(_probs(exported.run_dir), _probs(pruned.run_dir), atol=0.08)
+    with pytest.raises(ConfigError, match="holds a head-pruned model, which only --method onnx or onnx-int8 can "
+                                          "take, not torch-int8"):
+        compress_run(pruned.run_dir, "torch-int8")

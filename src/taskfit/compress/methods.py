@@ -78,9 +78,18 @@ def check_task(task_name: str, method: str) -> None:
 
 
 def _load_eager(src: Path) -> torch.nn.Module:
+    """The model of ``src`` with eager attention: plain transformers weights, or a head-pruned model."""
+    import json
+
     from transformers import AutoModelForSequenceClassification
 
+    meta_file = src / "taskfit.json"
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     # Eager attention exports to plain MatMul/Softmax nodes, which ORT's optimiser fuses into Attention.
+    if meta.get("backend") == "pruned":  # layers keep different numbers of heads
+        from taskfit.models.pruned import load_pruned
+
+        return load_pruned(src, attn_implementation="eager")
     model = AutoModelForSequenceClassification.from_pretrained(src, attn_implementation="eager")
     return model.eval()  # type: ignore[no-any-return]
 
@@ -102,16 +111,35 @@ def export_onnx(model: torch.nn.Module, dest: Path) -> list[str]:
 
 
 def optimize_onnx(path: Path, model: torch.nn.Module) -> dict[str, int]:
-    """Fuse attention / LayerNorm / GELU with ONNX Runtime's transformer optimiser, in place; the fused counts."""
+    """Fuse attention / LayerNorm / GELU with ONNX Runtime's transformer optimiser, in place; the fused counts.
+
+    The optimiser gives every fused Attention node the config's head count; a head-pruned model keeps
+    different numbers of heads per layer, so each node's count is then set from its own Q/K/V width.
+    """
     from onnxruntime.transformers import optimizer
 
     cfg: Any = model.config
     opt = optimizer.optimize_model(str(path), model_type="bert", num_heads=int(cfg.num_attention_heads),
                                    hidden_size=int(cfg.hidden_size), opt_level=1)
+    _set_attention_heads(opt, int(cfg.hidden_size) // int(cfg.num_attention_heads))
     tmp = path.with_suffix(".opt.onnx")
     opt.save_model_to_file(str(tmp))
     tmp.replace(path)
     return {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+
+
+def _set_attention_heads(graph_model: Any, head_size: int) -> None:
+    """Each fused Attention node's ``num_heads`` = its packed Q/K/V weight's width / 3 / ``head_size``."""
+    for node in graph_model.model.graph.node:
+        if node.op_type != "Attention" or len(node.input) < 2:
+            continue
+        weight = graph_model.get_initializer(node.input[1])
+        if weight is None or len(weight.dims) != 2 or weight.dims[1] % (3 * head_size):
+            raise RuntimeError(f"fused attention node {node.name}: cannot read its head count from the Q/K/V "
+                               f"weight {node.input[1]} (head size {head_size})")
+        for attr in node.attribute:
+            if attr.name == "num_heads":
+                attr.i = int(weight.dims[1]) // (3 * head_size)
 
 
 def quantize_onnx(path: Path) -> None:

@@ -8,6 +8,7 @@ never modified. A compressed model whose headline score drops by more than ``tol
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -26,12 +27,13 @@ from taskfit.compress.recovery import recipe_of
 from taskfit.errors import ConfigError, TaskfitError
 from taskfit.evaluate.html import cards, esc, html_table, img_tag, write_page
 from taskfit.inference import held_out_rows, model_dir_of
+from taskfit.models.pruned import WEIGHTS as PRUNED_WEIGHTS
 from taskfit.tasks import TASKS
 from taskfit.train.loop import LOWER_IS_BETTER
 from taskfit.utils.io import atomic_write_json
 
-#: Files a model directory needs besides the weights (tokenizer, config, taskfit.json).
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: Weights a step does not copy from its source (it writes its own): plain and head-pruned transformers weights.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", PRUNED_WEIGHTS)
 
 
 @dataclass
@@ -90,6 +92,10 @@ def _measure(model_dir: Path, rows_file: Path, cache: bool = False, paired_with:
 
 #: Methods whose output is a plain transformers model, which another step of a chain can take as its input.
 CHAIN_INPUTS = ("prune-ffn", "prune-magnitude", "distill", "merge")
+#: Methods whose output keeps different numbers of heads per layer (``backend: pruned``), and the methods that
+#: can take such a model: the ONNX exports (each fused attention node gets its own layer's head count).
+HEAD_PRUNING = ("prune-heads", "prune-structured")
+PRUNED_INPUTS = ("onnx", "onnx-int8")
 
 
 def parse_methods(method: str) -> list[str]:
@@ -97,7 +103,8 @@ def parse_methods(method: str) -> list[str]:
 
     Raises:
         ConfigError: an unknown method, a repeated one, or a step that cannot feed the next (only methods that
-            write a plain transformers model can: distill, prune-ffn, prune-magnitude, merge).
+            write a plain transformers model can: distill, prune-ffn, prune-magnitude, merge; a head-pruned
+            model from prune-heads or prune-structured can feed an ONNX export).
     """
     steps = [m.strip() for m in method.split(",")]
     for m in steps:
@@ -108,11 +115,17 @@ def parse_methods(method: str) -> list[str]:
     repeated = sorted({m for m in steps if steps.count(m) > 1})
     if repeated:
         raise ConfigError(f"--method {method!r} repeats {', '.join(repeated)}; give each method once.")
-    for m in steps[:-1]:
+    for m, nxt in itertools.pairwise(steps):
+        if m in HEAD_PRUNING and nxt in PRUNED_INPUTS:
+            continue
+        if m in HEAD_PRUNING:
+            raise ConfigError(f"--method {method!r}: {m} (a model with different head counts per layer) can be "
+                              f"followed only by {' or '.join(PRUNED_INPUTS)}, not {nxt}.")
         if m not in CHAIN_INPUTS:
             raise ConfigError(f"--method {method!r}: {m} cannot be followed by another method (its model is not a "
-                              f"plain transformers model); only {', '.join(CHAIN_INPUTS)} can, and an export "
-                              "(onnx, onnx-int8, torch-int8) or prune-heads goes last.")
+                              f"plain transformers model); only {', '.join(CHAIN_INPUTS)} can (and "
+                              f"{' and '.join(HEAD_PRUNING)} by {' or '.join(PRUNED_INPUTS)}); an export (onnx, "
+                              "onnx-int8, torch-int8) goes last.")
     if "merge" in steps[1:]:
         raise ConfigError(f"--method {method!r}: merge reads the run's LoRA adapter, so it must be the first step.")
     return steps
@@ -145,8 +158,13 @@ def compress_run(run_dir: str | Path, method: str, *, out: Path | None = None, d
     src_model = model_dir_of(run_dir)
     src_run = src_model.parent
     meta = json.loads((src_model / "taskfit.json").read_text(encoding="utf-8"))
-    if meta.get("backend", "transformers") != "transformers":
-        raise ConfigError(f"{str(src_run)!r} already holds a compressed model ({meta['backend']}); compress the "
+    backend = meta.get("backend", "transformers")
+    if backend == "pruned" and steps[0] not in PRUNED_INPUTS:
+        raise ConfigError(f"{str(src_run)!r} holds a head-pruned model, which only --method "
+                          f"{' or '.join(PRUNED_INPUTS)} can take, not {steps[0]}; compress the original run for "
+                          "other methods.")
+    if backend not in ("transformers", "pruned"):
+        raise ConfigError(f"{str(src_run)!r} already holds a compressed model ({backend}); compress the "
                           "original run instead.")
     for m in steps:
         check_task(meta["task"], m)

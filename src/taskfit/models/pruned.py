@@ -58,8 +58,10 @@ def set_head_counts(model: torch.nn.Module) -> None:
             module.all_head_size = query.out_features  # type: ignore[assignment]
 
 
-def load_pruned(model_dir: Path) -> torch.nn.Module:
-    """A sequence-classification model with per-layer pruned heads (and/or FFN neurons), in eval mode."""
+def load_pruned(model_dir: Path, attn_implementation: str | None = None) -> torch.nn.Module:
+    """A sequence-classification model with per-layer pruned heads (and/or FFN neurons), in eval mode.
+
+    ``attn_implementation`` (e.g. ``"eager"`` for ONNX export) is passed to transformers as given."""
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -67,7 +69,8 @@ def load_pruned(model_dir: Path) -> torch.nn.Module:
     if not weights.is_file():
         raise ModelNotFoundError(f"{str(model_dir)!r} says backend pruned but has no {WEIGHTS}.")
     config = AutoConfig.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_config(config)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_config(config, **kwargs)
     state = load_file(str(weights))
     _shrink_linears(model, state)
     set_head_counts(model)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,23 @@ def _check(source_run: Path, src: Path, meta: dict[str, Any], options: dict[str,
     if not isinstance(layers, int) or isinstance(layers, bool) or not 1 <= layers < total:
         raise ConfigError(f"--layers must be a whole number from 1 to {total - 1} (the model has {total} layers); "
                           f"got {layers!r}.")
-    temperature, alpha = options.get("temperature", 2.0), options.get("alpha", 0.5)
-    for name, value in (("temperature", temperature), ("alpha", alpha)):
+    for name in ("temperature", "alpha"):
+        value = options.get(name, 0.0)
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ConfigError(f"--{name} must be a number, got {value!r}.")
-    DistillSpec(str(source_run), layers=layers, temperature=float(temperature), alpha=float(alpha)).check()
+    spec = DistillSpec(str(source_run), layers=layers)  # defaults and range checks: taskfit distill's
+    spec = replace(spec, temperature=float(options.get("temperature", spec.temperature)),
+                   alpha=float(options.get("alpha", spec.alpha)))
+    spec.check()
     check_recipe(source_run, "distill", "the student's training")
-    return {"layers": layers, "temperature": float(temperature), "alpha": float(alpha)}
+    return {"layers": layers, "temperature": spec.temperature, "alpha": spec.alpha}
 
 
 def _build(src: Path, dest: Path, meta: dict[str, Any], ctx: BuildContext) -> dict[str, Any]:
     from taskfit.compress.distill import SPEC_FILE, distill, resume_distill
 
     work, layers = ctx.work_dir, int(ctx.options["layers"])
-    temperature, alpha = float(ctx.options.get("temperature", 2.0)), float(ctx.options.get("alpha", 0.5))
+    temperature, alpha = ctx.options["temperature"], ctx.options["alpha"]  # filled in by _check
     student = work / "student"
     state = {"source": str(src.resolve()), "source_mtime": (src / "taskfit.json").stat().st_mtime,
              "layers": layers, "temperature": temperature, "alpha": alpha}

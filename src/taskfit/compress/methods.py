@@ -77,14 +77,11 @@ def check_task(task_name: str, method: str) -> None:
                                 f"run is {task_name!r}.")
 
 
-def _load_eager(src: Path) -> torch.nn.Module:
-    """The model of ``src`` with eager attention: plain transformers weights, or a head-pruned model."""
-    import json
-
+def _load_eager(src: Path, meta: dict[str, Any]) -> torch.nn.Module:
+    """The model of ``src`` (whose ``taskfit.json`` is ``meta``) with eager attention: plain transformers
+    weights, or a head-pruned model."""
     from transformers import AutoModelForSequenceClassification
 
-    meta_file = src / "taskfit.json"
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     # Eager attention exports to plain MatMul/Softmax nodes, which ORT's optimiser fuses into Attention.
     if meta.get("backend") == "pruned":  # layers keep different numbers of heads
         from taskfit.models.pruned import load_pruned
@@ -155,7 +152,7 @@ def quantize_onnx(path: Path) -> None:
 
 
 def _onnx(src: Path, dest: Path, meta: dict[str, Any], int8: bool) -> dict[str, Any]:
-    model = _load_eager(src)
+    model = _load_eager(src, meta)
     inputs = export_onnx(model, dest / ONNX_FILE)
     fused = optimize_onnx(dest / ONNX_FILE, model)
     if int8:
@@ -167,7 +164,7 @@ def _onnx(src: Path, dest: Path, meta: dict[str, Any], int8: bool) -> dict[str, 
 def _torch_int8(src: Path, dest: Path, meta: dict[str, Any]) -> dict[str, Any]:
     from taskfit.models.quantize import quantize_linear
 
-    q = quantize_linear(_load_eager(src))
+    q = quantize_linear(_load_eager(src, meta))
     from taskfit.utils.io import atomic_save
 
     atomic_save(dest / "model_int8.pt", lambda p: torch.save(q.state_dict(), p))
